@@ -1,0 +1,30 @@
+# `make run` and `make test` bootstrap .venv from nothing, install the tested pins, then go.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= disable
+export PYTHONHASHSEED ?= 0
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=25.1"
+	$(PY) -m pip install -q -c constraints.txt -e ".[all]" --group dev
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/rlbench eval --episodes 3
+
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rlbench tests benchmarks
+
+bench: $(STAMP)
+	$(VENV)/bin/asv run --python=same --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .asv

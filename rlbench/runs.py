@@ -1,0 +1,144 @@
+"""Run records: `metrics.jsonl` (one JSON object per line, flushed as written),
+`summary.json` (written atomically at the end), and the progress line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rlbench.types import EvalResult
+
+_VERSIONED = (
+    "rlbench", "numpy", "gymnasium", "torch", "jax", "jaxlib", "flax", "optax",
+    "dm-control", "mujoco",
+)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write via a temp file in the same folder + rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "tolist"):  # numpy / jax scalars and arrays
+        return x.tolist()
+    if isinstance(x, (set, frozenset, tuple)):
+        return list(x)
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Progress:
+    """One status line (steps, SPS, last eval/episode return, ETA) at most every
+    `interval_s` seconds, to stderr so stdout stays machine-readable."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True, interval_s: float = 2.0):
+        self.total, self.label, self.enabled, self.interval_s = total, label, enabled, interval_s
+        self.start = time.perf_counter()
+        self._last_print = -math.inf
+
+    def update(self, step: int, force: bool = False, **fields: Any) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (not force and now - self._last_print < self.interval_s):
+            return
+        self._last_print = now
+        elapsed = max(now - self.start, 1e-9)
+        sps = step / elapsed
+        eta = (self.total - step) / sps if sps > 0 else math.inf
+        extra = " ".join(
+            f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+        )
+        print(
+            f"[{self.label}] {step:>8d}/{self.total} steps  {sps:8.0f} sps  "
+            f"eta {eta:6.0f}s  {extra}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class RunRecorder:
+    """Collects one run's metrics and evaluations; `finish` writes `summary.json`."""
+
+    def __init__(self, out_dir: str | Path | None, algo: str, backend: str, config: Any):
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.algo, self.backend, self.config = algo, backend, config
+        self.eval_history: list[dict[str, Any]] = []
+        self.start = time.perf_counter()
+        self._metrics = None
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "summary.json").unlink(missing_ok=True)  # never a stale verdict
+            self._metrics = open(self.out_dir / "metrics.jsonl", "w")
+
+    def log(self, step: int, **metrics: Any) -> None:
+        """Append one line to metrics.jsonl (a crash leaves every earlier line intact)."""
+        if self._metrics is not None:
+            line = json.dumps({"step": step, **metrics}, default=_jsonable)
+            self._metrics.write(line + "\n")
+            self._metrics.flush()
+
+    def record_eval(self, step: int, result: EvalResult) -> None:
+        entry = {"step": step, **result.to_dict()}
+        self.eval_history.append(entry)
+        self.log(step, kind="eval", **result.to_dict())
+
+    def finish(self, steps: int, **extra: Any) -> dict[str, Any]:
+        wall = time.perf_counter() - self.start
+        config = self.config.to_dict() if hasattr(self.config, "to_dict") else dict(self.config)
+        summary = {
+            "algo": self.algo,
+            "backend": self.backend,
+            "env": config.get("env_id"),
+            "seed": config.get("seed"),
+            "steps": steps,
+            "config": config,
+            "final_eval_return": self.eval_history[-1]["return_mean"] if self.eval_history else None,
+            "eval_history": self.eval_history,
+            "sps": steps / wall if wall > 0 else None,
+            "wall_seconds": wall,
+            "versions": package_versions(),
+            **extra,
+        }
+        self.close()
+        if self.out_dir is not None:
+            atomic_write_json(self.out_dir / "summary.json", summary)
+        return summary
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
