@@ -55,6 +55,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlbench.config import with_overrides
+    from rlbench.trainers import config_class, train
+
+    config = config_class(args.algo)()
+    changes = {"seed": args.seed}
+    for flag, field in (("env", "env_id"), ("steps", "total_steps"), ("device", "device"),
+                        ("eval_episodes", "eval_episodes"), ("eval_interval", "eval_interval")):
+        if getattr(args, flag) is not None:
+            changes[field] = getattr(args, flag)
+    if args.faults is not None:
+        changes["faults"] = tuple(f for f in args.faults.split(",") if f)
+    if args.actors is not None:
+        if not hasattr(config, "actors"):
+            raise ValueError(f"{args.algo} has no actor/learner mode (--actors)")
+        changes["actors"] = args.actors
+    config = with_overrides(config.replace(**changes), dict(kv.split("=", 1) for kv in args.set))
+    out = args.out or f"runs/{args.algo}-{config.env_id.replace(':', '_')}-s{config.seed}"
+    summary = train(args.algo, config, out_dir=out, progress=not args.quiet)
+    print(json.dumps({k: summary.get(k) for k in
+                      ("algo", "backend", "env", "seed", "steps", "final_eval_return", "sps",
+                       "wall_seconds")} | {"out": out}, indent=2))
+    return 0
+
+
+def _key_value(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlbench",
@@ -73,6 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_eval)
+
+    from rlbench.trainers import TRAINERS
+
+    p = sub.add_parser("train", help="train one algorithm, writing summary.json + metrics.jsonl")
+    p.add_argument("algo", choices=sorted(TRAINERS),
+                   help="; ".join(f"{t.algo}: {t.summary}" for t in TRAINERS.values()))
+    p.add_argument("--env", help="env id (default: the algorithm's config default)")
+    p.add_argument("--steps", type=int, help="total env steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run folder (default runs/<algo>-<env>-s<seed>)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--actors", type=int, help="actor processes (dqn/iqn actor/learner mode)")
+    p.add_argument("--eval-episodes", type=int)
+    p.add_argument("--eval-interval", type=int)
+    p.add_argument("--faults", help="comma-separated fault ids to switch on (see `rlbench faults list`)")
+    p.add_argument("--set", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
+                   help="override any config field, e.g. --set learning_rate=3e-4 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
