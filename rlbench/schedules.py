@@ -16,7 +16,9 @@ def linear(start: float, end: float, duration: int, step: int) -> float:
     if duration <= 0:
         return end
     frac = min(max(step / duration, 0.0), 1.0)
-    return start + frac * (end - start)
+    # The convex-combination form hits `end` exactly at frac == 1 (start + frac*(end-start)
+    # can miss it by a rounding error, and "reaches epsilon_min" is tested with ==).
+    return (1.0 - frac) * start + frac * end
 
 
 def epsilon_at(
@@ -46,7 +48,7 @@ def lr_factor(kind: str, update: int, total_updates: int, final_fraction: float 
         return final_fraction
     frac = min(max(update / total_updates, 0.0), 1.0)
     if kind == "linear":
-        return 1.0 + frac * (final_fraction - 1.0)
+        return (1.0 - frac) + frac * final_fraction
     if kind == "cosine":
         return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * frac))
     raise ValueError(f"unknown lr schedule {kind!r}; choose one of {', '.join(LR_SCHEDULES)}")

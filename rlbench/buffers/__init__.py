@@ -4,4 +4,15 @@
 from rlbench.buffers.numpy_buffer import FIELDS, ReplayBuffer
 from rlbench.types import Batch
 
-__all__ = ["FIELDS", "Batch", "ReplayBuffer"]
+__all__ = ["FIELDS", "Batch", "BufferState", "JaxReplayBuffer", "ReplayBuffer"]
+
+_JAX_NAMES = ("BufferState", "JaxReplayBuffer")
+
+
+def __getattr__(name: str):
+    # The JAX buffer is imported on first use, so torch-only installs never need JAX.
+    if name in _JAX_NAMES:
+        from rlbench.buffers import jax_buffer
+
+        return getattr(jax_buffer, name)
+    raise AttributeError(f"module 'rlbench.buffers' has no attribute {name!r}")

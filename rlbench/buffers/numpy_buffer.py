@@ -94,9 +94,10 @@ class ReplayBuffer:
         }
         if n == 0:
             return
-        if n > self.capacity:  # only the newest `capacity` survive a FIFO anyway
-            checked = {k: v[-self.capacity :] for k, v in checked.items()}
-            self.total_writes += n - self.capacity
+        if n > self.capacity:  # only the newest `capacity` survive; land them where n adds would
+            skip = n - self.capacity
+            checked = {k: v[skip:] for k, v in checked.items()}
+            self._advance(skip)
             n = self.capacity
         self._store((self._pos + np.arange(n)) % self.capacity, checked)
         self._advance(n)
