@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config field, e.g. --set learning_rate=3e-4 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_train)
+
+    from rlbench.fault_tools import add_parser as add_faults_parser
+
+    add_faults_parser(sub)  # `rlbench faults {list,verify,impact}`
     return parser
 
 
