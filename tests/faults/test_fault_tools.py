@@ -1,0 +1,153 @@
+"""The kill-matrix machinery on a throw-away test project: real pytest processes whose tests
+read RLBENCH_FAULTS, so each verdict (kill, survivor, fake kill, timeout) is exercised for real.
+Each pytest process here loads no plugins (< 1 s), so the module takes seconds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from rlbench.fault_tools import kill_matrix, parse_junit, run_pytest
+from rlbench.faults import Fault
+
+FAULT = "os.environ.get('RLBENCH_FAULTS')"
+
+PROJECT = {
+    "test_plain.py": f"""
+import os
+import pytest
+
+def test_caught():
+    assert {FAULT} != "caught"
+
+def test_always_passes():
+    pass
+
+def test_dirty():
+    assert False, "fails on clean code too"
+
+@pytest.fixture
+def built():
+    if {FAULT} == "fixture-error":
+        raise RuntimeError("construction blew up")
+    return 1
+
+def test_uses_fixture(built):
+    assert built == 1
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_param(n):
+    assert not ({FAULT} == "param" and n == 2)
+
+class TestK:
+    def test_m(self):
+        assert {FAULT} != "in-class"
+""",
+    "test_imports.py": f"""
+import os
+if {FAULT} == "import-crash":
+    raise ImportError("the fault broke an import, it did not get caught by a test")
+
+def test_fine():
+    pass
+""",
+}
+
+
+@pytest.fixture(autouse=True)
+def _lean_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The throw-away tests need no plugins; skipping their start-up keeps each process < 1 s.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for name, text in PROJECT.items():
+        (root / name).write_text(text)
+    return root
+
+
+def _fault(fault_id: str, *detectors: str) -> Fault:
+    return Fault(fault_id, "seeds/x.md", "#1", "bug", "fix", ("dqn",), detectors)
+
+
+def test_kill_matrix_verdicts_on_a_real_test_project(project: Path) -> None:
+    faults = [
+        _fault("caught", "test_plain.py::test_caught", "test_plain.py::test_always_passes"),
+        _fault("in-class", "test_plain.py::TestK::test_m"),
+        _fault("param", "test_plain.py::test_param"),
+        _fault("survivor", "test_plain.py::test_always_passes"),
+        _fault("import-crash", "test_imports.py::test_fine"),
+        _fault("fixture-error", "test_plain.py::test_uses_fixture"),
+        _fault("dirty", "test_plain.py::test_dirty"),
+        _fault("typo", "test_plain.py::test_no_such_test"),
+        _fault("no-detectors"),
+    ]
+    rows, clean = kill_matrix(faults, root=project, jobs=2, timeout=120)
+    by_id = {r.id: r for r in rows}
+    assert [r.id for r in rows] == [f.id for f in faults]
+
+    assert by_id["caught"].killed and by_id["caught"].clean_passed and by_id["caught"].ok
+    assert by_id["caught"].failed == ("test_plain.py::test_caught",)  # only the failing one
+    assert by_id["in-class"].ok and by_id["param"].ok
+
+    assert not by_id["survivor"].killed and by_id["survivor"].clean_passed
+    assert "survived" in by_id["survivor"].note
+
+    # Failing to import or to build a fixture is not catching the bug: no fake kills.
+    assert not by_id["import-crash"].killed and by_id["import-crash"].clean_passed
+    assert "errors" in by_id["import-crash"].note
+    assert not by_id["fixture-error"].killed and "error" in by_id["fixture-error"].note
+
+    # A detector that fails clean is killed but not ok; the clean run reports it.
+    assert by_id["dirty"].killed and not by_id["dirty"].clean_passed and not by_id["dirty"].ok
+    assert clean is not None and clean.outcomes["test_plain.py::test_dirty"] == "failed"
+
+    # A bad node id fails its own row without breaking the shared clean run for the others.
+    assert not by_id["typo"].ok and "no test 'test_no_such_test'" in by_id["typo"].note
+    assert "test_plain.py::test_no_such_test" not in clean.outcomes
+    assert not by_id["no-detectors"].killed and "no detectors" in by_id["no-detectors"].note
+
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status  # killed, waiting to be reaped
+
+
+def test_kill_matrix_timeout_is_not_a_kill_and_kills_the_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    (tmp_path / "test_hang.py").write_text(
+        "import os, subprocess, time\n"
+        "def test_hang():\n"
+        f"    if {FAULT} == 'hang':\n"
+        "        child = subprocess.Popen(['sleep', '600'])\n"
+        f"        open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "        time.sleep(600)\n"
+    )
+    rows, _ = kill_matrix([_fault("hang", "test_hang.py::test_hang")], root=tmp_path,
+                          jobs=2, timeout=4)
+    assert not rows[0].killed and "timeout" in rows[0].note
+    # The detector's own child process went down with it (whole process group killed).
+    pid = int(pid_file.read_text())
+    for _ in range(100):  # reaping by init is asynchronous; wait up to 10 s, usually 0
+        if _gone(pid):
+            break
+        time.sleep(0.1)
+    assert _gone(pid)
+
+
+def test_run_pytest_ignores_inherited_fault_env(project: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RLBENCH_FAULTS", "caught")
+    run = run_pytest(["test_plain.py::test_caught"], project, fault=None, timeout=120)
+    assert run.outcomes == {"test_plain.py::test_caught": "passed"} and run.returncode == 0
+
+
+def test_parse_junit_missing_report_means_not_run(tmp_path: Path) -> None:
+    assert parse_junit(tmp_path / "none.xml", ["a.py::test_x"]) == {"a.py::test_x": "not run"}
+
