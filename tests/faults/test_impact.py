@@ -1,0 +1,94 @@
+"""`rlbench faults impact`: its statistics, crash accounting, plot and input checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlbench.fault_tools import (
+    ImpactRow,
+    ImpactRun,
+    applicable_faults,
+    bootstrap_diff_ci,
+    format_impact,
+    impact,
+    plot_impact,
+    summarise_impact,
+    verdict,
+)
+from rlbench.faults import CATALOGUE, ENV_VAR
+
+CLEAN = [480.0, 500.0, 470.0, 495.0, 500.0]
+
+
+def test_bootstrap_diff_ci_is_seeded_and_brackets_the_difference() -> None:
+    hurt = [20.0, 35.0, 9.0, 50.0, 22.0]
+    first = bootstrap_diff_ci(hurt, CLEAN)
+    assert first == bootstrap_diff_ci(hurt, CLEAN)  # same inputs → identical interval
+    diff, low, high = first
+    assert diff == pytest.approx(sum(hurt) / 5 - sum(CLEAN) / 5)
+    assert low <= diff <= high < 0 and verdict(low, high) == "hurts"
+
+
+def test_bootstrap_diff_ci_identical_groups_straddle_zero() -> None:
+    diff, low, high = bootstrap_diff_ci(CLEAN, CLEAN)
+    assert diff == 0 and low < 0 < high and verdict(low, high) == "no clear effect"
+    assert bootstrap_diff_ci([500.0] * 3, [500.0] * 3) == (0.0, 0.0, 0.0)  # capped returns
+
+
+def test_bootstrap_diff_ci_needs_two_values_per_group() -> None:
+    with pytest.raises(ValueError, match=">= 2 returns per group"):
+        bootstrap_diff_ci([1.0], CLEAN)
+
+
+def _runs(variant: str, values: list[float | None]) -> list[ImpactRun]:
+    return [ImpactRun(variant, s, "ok" if v is not None else "crashed", v,
+                      error="" if v is not None else "exit 1: RuntimeError: learner died")
+            for s, v in enumerate(values)]
+
+
+def test_summarise_impact_reports_crashes_as_crashed_not_a_number() -> None:
+    runs = (_runs("clean", CLEAN) + _runs("step-counter-missing", [None, 12.0, None, 3.0, 9.0])
+            + _runs("target-not-updated", [9.0, 12.0, 30.0, 3.0, 9.0]))
+    rows = summarise_impact(runs, ["clean", "step-counter-missing", "target-not-updated"])
+    clean, crashed, hurt = rows
+    assert clean.id == "clean" and clean.mean == pytest.approx(489.0) and clean.diff is None
+    assert crashed.status == "crashed" and crashed.mean is None and crashed.diff is None
+    assert "2/5 seeds" in crashed.note and "learner died" in crashed.note
+    assert hurt.verdict == "hurts" and hurt.ci_high < 0
+    text = format_impact(rows, "header")
+    lines = text.splitlines()  # header, column names, rule, then one row per variant
+    assert "crashed" in lines[4] and "hurts" in lines[5]
+
+
+def test_plot_impact_writes_a_png_with_crashed_rows(tmp_path: Path) -> None:
+    rows = [ImpactRow("clean", "ok", CLEAN, 489.0),
+            ImpactRow("no-grad-clipping", "ok", CLEAN, 489.0, 0.0, -8.0, 8.0, "no clear effect"),
+            ImpactRow("step-counter-missing", "crashed", note="5/5 seeds")]
+    path = tmp_path / "out" / "impact.png"
+    plot_impact(rows, path, "title")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["impact.png"]  # no temp file left
+
+
+def test_applicable_faults_follow_the_catalogue_algos() -> None:
+    sac = [f.id for f in applicable_faults("sac")]
+    assert sac == [f.id for f in CATALOGUE if "sac" in f.algos]
+    assert "stale-optimizer" not in sac and "stale-eval-actor" in sac
+    assert [f.id for f in applicable_faults("dqn", "no-lr-schedule,target-not-updated")] == [
+        "target-not-updated", "no-lr-schedule"]  # catalogue order
+    with pytest.raises(ValueError, match="stale-optimizer applies to dqn, iqn"):
+        applicable_faults("sac", "stale-optimizer")
+
+
+def test_impact_rejects_bad_input(monkeypatch, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown algorithm 'nope'"):
+        impact("nope", 5, 100, out=tmp_path)
+    monkeypatch.setattr("rlbench.trainers.TRAINERS", {"dqn": None})
+    with pytest.raises(ValueError, match="seeds must be >= 2"):
+        impact("dqn", 1, 100, out=tmp_path)
+    monkeypatch.setenv(ENV_VAR, "no-grad-clipping")
+    with pytest.raises(ValueError, match=f"unset {ENV_VAR}"):
+        impact("dqn", 5, 100, out=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing written
