@@ -47,19 +47,21 @@ class WeightChannel:
     """Versioned arrays + epsilon in shared memory, written whole or not at all.
 
     `template` fixes the names, shapes and dtypes (e.g. a model's state_dict as numpy).
-    `version` is -1 until the first `publish`; publishers must increase it.
+    Every `publish` increments `seq` (-1 before the first); `version` is the publisher's
+    label for the weights (the learner's update count) and may repeat when only epsilon
+    changed, but never decreases.
     """
 
     def __init__(self, template: Mapping[str, np.ndarray], ctx: Any = None) -> None:
         if not template:
             raise ValueError("WeightChannel needs at least one array in its template")
         layout = {f"w/{k}": (np.shape(v), np.asarray(v).dtype) for k, v in template.items()}
-        layout["meta"] = ((2,), np.float64)  # version, epsilon (float64 holds ints < 2**53 exactly)
+        layout["meta"] = ((3,), np.float64)  # seq, version, epsilon (ints < 2**53 are exact)
         self._segment = SharedArrays(layout)
         self._lock = (ctx or spawn_context()).Lock()
         self._keys = tuple(template)
         self._meta = self._segment["meta"]
-        self._meta[:] = (-1, np.nan)
+        self._meta[:] = (-1, -1, np.nan)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"segment": self._segment, "lock": self._lock, "keys": self._keys}
@@ -87,9 +89,19 @@ class WeightChannel:
             self._lock.release()
 
     @property
-    def version(self) -> int:
-        """The latest published version, read without the lock: a hint for "anything new?"."""
+    def seq(self) -> int:
+        """Publications so far minus one, read without the lock: a cheap "anything new?"."""
         return int(self._meta[0])
+
+    @property
+    def version(self) -> int:
+        """Version of the latest publication (read without the lock)."""
+        return int(self._meta[1])
+
+    @property
+    def epsilon(self) -> float:
+        """Epsilon of the latest publication (read without the lock; NaN before the first)."""
+        return float(self._meta[2])
 
     def publish(self, arrays: Mapping[str, np.ndarray], version: int, epsilon: float) -> None:
         """Write a complete set of arrays with its version and epsilon."""
@@ -99,26 +111,25 @@ class WeightChannel:
             slot = self._segment[f"w/{key}"]
             if np.shape(value) != slot.shape:
                 raise ValueError(f"publish: {key} has shape {np.shape(value)}, expected {slot.shape}")
-        if version <= self.version:
-            raise ValueError(f"publish: version {version} is not newer than {self.version}")
+        if version < self.version:
+            raise ValueError(f"publish: version {version} is older than {self.version}")
         with self._locked():
             for key, value in arrays.items():
                 self._segment[f"w/{key}"][...] = value
-            self._meta[:] = (version, epsilon)
+            self._meta[:] = (self._meta[0] + 1, version, epsilon)
 
-    def read_into(self, out: Mapping[str, np.ndarray]) -> tuple[int, float]:
-        """Copy the latest set into `out` (same keys); return its (version, epsilon)."""
+    def read_into(self, out: Mapping[str, np.ndarray]) -> tuple[int, int, float]:
+        """Copy the latest set into `out` (same keys); return its (seq, version, epsilon)."""
         with self._locked():
             for key in self._keys:
                 out[key][...] = self._segment[f"w/{key}"]
-            version, epsilon = self._meta
-        return int(version), float(epsilon)
+            seq, version, epsilon = self._meta
+        return int(seq), int(version), float(epsilon)
 
-    def read(self) -> tuple[dict[str, np.ndarray], int, float]:
-        """Copies of the latest arrays, with their version and epsilon."""
+    def read(self) -> tuple[dict[str, np.ndarray], int, int, float]:
+        """Copies of the latest arrays, with their seq, version and epsilon."""
         out = {k: np.empty_like(self._segment[f"w/{k}"]) for k in self._keys}
-        version, epsilon = self.read_into(out)
-        return out, version, epsilon
+        return (out, *self.read_into(out))
 
 
 # ---------------------------------------------------------------------------------------
