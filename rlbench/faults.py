@@ -31,6 +31,10 @@ class Fault:
     fix: str  # what rlbench keeps instead
     algos: tuple[str, ...]  # trainers whose code path it lives in
     detectors: tuple[str, ...]  # pytest node ids that must fail with the fault on
+    # NAME=VALUE config settings that put the fault's code path in play at all (e.g. actors=2
+    # for actor/learner-only bugs); `rlbench faults impact` compares against clean runs
+    # with the same settings.
+    setup: tuple[str, ...] = ()
 
 
 CATALOGUE: tuple[Fault, ...] = (
@@ -104,6 +108,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "counter initialised; a dying child raises a clear error in the parent, never a hang",
         ("dqn", "iqn"),
         (),
+        setup=("actors=2",),
     ),
     Fault(
         "target-not-updated", MULTIPROC, "#4",
@@ -132,6 +137,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "actors refresh on every new version; policy lag bounded by publish_interval",
         ("dqn", "iqn"),
         (),
+        setup=("actors=2",),
     ),
     Fault(
         "epsilon-not-published", MULTIPROC, "#8",
@@ -139,6 +145,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "epsilon travels with the weights",
         ("dqn", "iqn"),
         (),
+        setup=("actors=2",),
     ),
     Fault(
         "no-grad-clipping", MULTIPROC, "#9",
