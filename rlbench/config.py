@@ -99,3 +99,130 @@ def field_docs(cls: type) -> dict[str, str]:
             ):
                 docs[node.target.id] = str(nxt.value.value)
     return docs
+
+
+# --- DQN / IQN (PyTorch) -------------------------------------------------------------------
+Q_LOSSES = ("mse", "huber")
+TARGET_UPDATES = ("hard", "soft")
+
+
+@dataclass(frozen=True)
+class QLearningConfig(TrainConfig):
+    """Fields shared by DQN and IQN (single-process and actor/learner)."""
+
+    buffer_size: int = 50_000
+    """Replay buffer capacity in transitions (FIFO)."""
+    batch_size: int = 128
+    """Transitions per gradient step."""
+    gamma: float = 0.99
+    """Discount factor of the TD target."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (the schedule's factor multiplies it)."""
+    lr_schedule: str = "constant"
+    """constant | linear | cosine over the planned number of updates (rlbench.schedules)."""
+    lr_final_fraction: float = 0.1
+    """Final LR as a fraction of learning_rate for the linear/cosine schedules."""
+    max_grad_norm: float = 10.0
+    """Global gradient-norm clip applied before every optimizer step."""
+    target_update: str = "hard"
+    """hard: copy online → target every target_update_interval updates; soft: Polyak with tau."""
+    tau: float = 0.005
+    """Soft-update rate: target ← tau·online + (1 − tau)·target (soft mode only)."""
+    target_update_interval: int = 100
+    """Gradient updates between target updates (hard copy, or one Polyak step when soft)."""
+    epsilon_start: float = 1.0
+    """Exploration rate at step 0."""
+    epsilon_min: float = 0.05
+    """Exploration rate reached at exploration_fraction · total_steps and kept afterwards."""
+    exploration_fraction: float = 0.2
+    """Fraction of total_steps over which epsilon decays linearly."""
+    learning_starts: int = 5_000
+    """Env steps collected (with epsilon-greedy actions) before the first gradient update."""
+    train_frequency: int = 4
+    """Env steps between gradient-update rounds."""
+    gradient_steps: int = 1
+    """Gradient updates per round."""
+    hidden_sizes: tuple[int, ...] = (120, 84)
+    """Hidden layer widths of the MLP torso."""
+    loss: str = "mse"
+    """TD loss: mse | huber (DQN; IQN always uses the quantile Huber loss)."""
+    double_q: bool = False
+    """Double DQN: the online net picks the next action, the target net values it."""
+    dropout: float = 0.0
+    """Dropout after each hidden layer (0 = none); makes train()/eval() modes matter."""
+    layer_norm: bool = False
+    """LayerNorm after each hidden layer's linear map."""
+    torch_threads: int = 1
+    """torch intra-op threads on CPU: small MLPs run fastest (and reproducibly) on one."""
+    log_interval: int = 1_000
+    """Env steps between training-metric lines in metrics.jsonl."""
+    actors: int = 0
+    """0 = single process; N >= 1 = actor/learner with N actor processes."""
+    publish_interval: int = 10
+    """Learner updates between weight publications (actor/learner only)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        positive = ("buffer_size", "batch_size", "target_update_interval", "train_frequency",
+                    "gradient_steps", "learning_starts", "torch_threads", "log_interval",
+                    "publish_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"hidden_sizes must be non-empty positive widths, got {self.hidden_sizes}")
+        checks = {
+            "gamma": 0.0 <= self.gamma <= 1.0,
+            "learning_rate": self.learning_rate > 0,
+            "lr_final_fraction": 0.0 <= self.lr_final_fraction <= 1.0,
+            "max_grad_norm": self.max_grad_norm > 0,
+            "tau": 0.0 <= self.tau <= 1.0,
+            "epsilon_start": 0.0 <= self.epsilon_start <= 1.0,
+            "epsilon_min": 0.0 <= self.epsilon_min <= self.epsilon_start,
+            "exploration_fraction": 0.0 <= self.exploration_fraction <= 1.0,
+            "dropout": 0.0 <= self.dropout < 1.0,
+            "actors": self.actors >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} out of range: {getattr(self, name)!r}")
+        from rlbench.schedules import LR_SCHEDULES
+
+        for name, value, allowed in (("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+                                     ("loss", self.loss, Q_LOSSES),
+                                     ("target_update", self.target_update, TARGET_UPDATES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DQNConfig(QLearningConfig):
+    """DQN (Mnih et al., 2015) with optional double-Q; defaults solve CartPole-v1 in 100k steps."""
+
+
+@dataclass(frozen=True)
+class IQNConfig(QLearningConfig):
+    """IQN (Dabney et al., 2018): quantile fractions embedded with cosines."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """psi (state embedding) width, then the widths after psi ⊙ phi (runs once per quantile)."""
+    n_quantiles: int = 8
+    """N: quantile fractions sampled for the online net in the loss (the paper finds N = 8
+    as good as 64 on Atari; the per-quantile head dominates the update cost)."""
+    n_target_quantiles: int = 8
+    """N': quantile fractions sampled for the target net in the loss."""
+    k_quantiles: int = 32
+    """K: quantile fractions averaged to pick the greedy action."""
+    n_cos: int = 64
+    """Cosine basis functions cos(pi·i·tau), i = 0..n_cos-1, embedding each fraction."""
+    kappa: float = 1.0
+    """Huber threshold of the quantile Huber loss."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("n_quantiles", "n_target_quantiles", "k_quantiles", "n_cos"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kappa <= 0:
+            raise ValueError(f"kappa must be > 0, got {self.kappa}")

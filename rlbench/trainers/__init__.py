@@ -52,3 +52,11 @@ def train(
     module = _module(algo)
     config = (config or module.Config()).replace(**changes)
     return module.train(config, out_dir=out_dir, progress=progress)
+
+
+_register(
+    TrainerSpec("dqn", "torch", "rlbench.trainers.dqn_torch",
+                "DQN / double DQN (PyTorch), discrete actions"),
+    TrainerSpec("iqn", "torch", "rlbench.trainers.iqn_torch",
+                "implicit quantile networks (PyTorch), discrete actions"),
+)

@@ -1,0 +1,49 @@
+"""DQN (Mnih et al., 2015) in PyTorch, with the double-DQN option (van Hasselt et al., 2016).
+
+The algorithm is the network and the TD loss below; replay, epsilon-greedy acting, target
+updates, clipping, the LR schedule and the loop are shared with IQN in `q_learning`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlbench.config import DQNConfig
+from rlbench.trainers.q_learning import QAgent, QNetwork, TensorBatch, train_dispatch
+
+Config = DQNConfig
+
+
+class DQNAgent(QAgent):
+    """Q-network regression onto r + gamma · max_a' Q_target(s', a') (no bootstrap when
+    terminated; time-limit truncation bootstraps)."""
+
+    config: DQNConfig
+
+    def build_network(self) -> nn.Module:
+        return QNetwork(self.obs_dim, self.n_actions, self.config)
+
+    def loss(self, tb: TensorBatch) -> torch.Tensor:
+        q = self.online(tb.obs).gather(1, tb.action[:, None]).squeeze(1)  # [B]
+        with torch.no_grad():
+            next_q = self.target(tb.next_obs)  # [B, A]
+            if self.config.double_q:
+                next_a = self.online(tb.next_obs).argmax(1, keepdim=True)  # [B, 1]
+                next_v = next_q.gather(1, next_a).squeeze(1)
+            else:
+                next_v = next_q.max(1).values  # [B]
+            target = tb.reward + self.config.gamma * torch.where(tb.terminated, 0.0, next_v)
+        if self.config.loss == "huber":
+            return F.smooth_l1_loss(q, target)
+        return F.mse_loss(q, target)
+
+
+def train(config: DQNConfig, out_dir: str | Path | None = None, progress: bool = True
+          ) -> dict[str, Any]:
+    """Train DQN (actor/learner when config.actors >= 1); returns the run summary."""
+    return train_dispatch(config, DQNAgent, "dqn", out_dir, progress)
