@@ -23,10 +23,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,11 +377,37 @@ def verdict(low: float, high: float) -> str:
     return "no clear effect"
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the impact study: a clean baseline or one fault, with its config setup."""
+
+    name: str
+    """"clean", "clean+<setup>" (a baseline for faults that need a setup), or the fault id."""
+    fault: str | None
+    setup: tuple[str, ...] = ()
+    """NAME=VALUE settings from the fault's catalogue row (e.g. actors=2)."""
+    baseline: str | None = None
+    """The clean variant a fault is compared with: same setup, fault off."""
+
+
+def impact_variants(algo: str, requested: str | Iterable[str] | None = None) -> list[Variant]:
+    """Clean baselines (one per distinct setup) followed by each applicable fault."""
+    faults = applicable_faults(algo, requested)
+
+    def base(setup: tuple[str, ...]) -> str:
+        return "clean" if not setup else "clean+" + ",".join(setup)
+
+    setups = dict.fromkeys(f.setup for f in faults) or {(): None}
+    return [Variant(base(s), None, s) for s in setups] + [
+        Variant(f.id, f.id, f.setup, base(f.setup)) for f in faults
+    ]
+
+
 @dataclass
 class ImpactRun:
     """One training run of the impact study."""
 
-    variant: str  # "clean" or a fault id
+    variant: str
     seed: int
     status: str = "pending"  # ok | crashed | timeout
     final_eval_return: float | None = None
@@ -391,12 +418,13 @@ class ImpactRun:
 
 @dataclass
 class ImpactRow:
-    """One fault's effect, summarised over seeds."""
+    """One variant summarised over seeds."""
 
     id: str
     status: str  # ok | crashed
     returns: list[float] = field(default_factory=list)
     mean: float | None = None
+    baseline: str | None = None
     diff: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
@@ -418,7 +446,7 @@ def applicable_faults(algo: str, requested: str | Iterable[str] | None = None) -
     return [f for f in CATALOGUE if algo in f.algos and (ids is None or f.id in ids)]
 
 
-def _train_once(run: ImpactRun, algo: str, steps: int, env_id: str | None,
+def _train_once(run: ImpactRun, variant: Variant, algo: str, steps: int, env_id: str | None,
                 sets: Sequence[str], timeout: float) -> ImpactRun:
     """`rlbench train` in a fresh process: a fault that kills the trainer (or its child
     processes) takes only this run down, and a hang ends at `timeout`."""
@@ -428,9 +456,9 @@ def _train_once(run: ImpactRun, algo: str, steps: int, env_id: str | None,
            "--seed", str(run.seed), "--out", str(out), "--quiet"]
     if env_id:
         cmd += ["--env", env_id]
-    if run.variant != "clean":
-        cmd += ["--faults", run.variant]
-    for kv in sets:
+    if variant.fault:
+        cmd += ["--faults", variant.fault]
+    for kv in (*variant.setup, *sets):  # the user's --set wins over the catalogue's setup
         cmd += ["--set", kv]
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     # One thread per run: parallelism comes from --jobs, and oversubscribing 2 cores with
@@ -465,31 +493,31 @@ def _train_once(run: ImpactRun, algo: str, steps: int, env_id: str | None,
     return run
 
 
-def summarise_impact(runs: Sequence[ImpactRun], variants: Sequence[str]) -> list[ImpactRow]:
-    """Per-variant rows; the first row is clean. A fault with any crashed/hung seed is
-    reported as "crashed" (no number: the surviving seeds would be a biased sample)."""
-    by_variant: dict[str, list[ImpactRun]] = {v: [] for v in variants}
+def summarise_impact(runs: Sequence[ImpactRun], variants: Sequence[Variant]) -> list[ImpactRow]:
+    """One row per variant, in order. A variant with any crashed/hung seed is reported as
+    "crashed" (no number: the surviving seeds would be a biased sample); a fault is compared
+    with its own clean baseline (same setup)."""
+    by_variant: dict[str, list[ImpactRun]] = {v.name: [] for v in variants}
     for r in runs:
         by_variant[r.variant].append(r)
-    rows: list[ImpactRow] = []
-    clean_returns: list[float] | None = None
-    for variant in variants:
-        group = sorted(by_variant[variant], key=lambda r: r.seed)
+    rows: dict[str, ImpactRow] = {}
+    for v in variants:  # baselines come first, so they are summarised before their faults
+        group = sorted(by_variant[v.name], key=lambda r: r.seed)
         bad = [r for r in group if r.status != "ok"]
         if bad or not group:
             reasons = sorted({r.error for r in bad})
-            rows.append(ImpactRow(variant, "crashed",
-                                  note=f"{len(bad)}/{len(group)} seeds: " + " | ".join(reasons)))
+            rows[v.name] = ImpactRow(v.name, "crashed", baseline=v.baseline,
+                                     note=f"{len(bad)}/{len(group)} seeds: " + " | ".join(reasons))
             continue
         returns = [float(r.final_eval_return) for r in group]  # type: ignore[arg-type]
-        row = ImpactRow(variant, "ok", returns, float(np.mean(returns)))
-        if variant == "clean":
-            clean_returns = returns
-        elif clean_returns is not None and len(returns) >= 2:
-            row.diff, row.ci_low, row.ci_high = bootstrap_diff_ci(returns, clean_returns)
+        row = rows[v.name] = ImpactRow(v.name, "ok", returns, float(np.mean(returns)), v.baseline)
+        base = rows.get(v.baseline) if v.baseline else None
+        if v.baseline and (base is None or base.status != "ok"):
+            row.note = f"baseline {v.baseline} crashed: no comparison"
+        elif base is not None and len(returns) >= 2:
+            row.diff, row.ci_low, row.ci_high = bootstrap_diff_ci(returns, base.returns)
             row.verdict = verdict(row.ci_low, row.ci_high)
-        rows.append(row)
-    return rows
+    return list(rows.values())
 
 
 def format_impact(rows: Sequence[ImpactRow], header: str) -> str:
@@ -497,36 +525,37 @@ def format_impact(rows: Sequence[ImpactRow], header: str) -> str:
         return "" if x is None else f"{x:.1f}"
 
     table = _table(
-        [[r.id, "crashed" if r.status != "ok" else num(r.mean),
-          "" if r.id == "clean" or r.status != "ok" else num(r.diff),
-          f"[{num(r.ci_low)}, {num(r.ci_high)}]" if r.ci_low is not None else "",
+        [[r.id, "crashed" if r.status != "ok" else num(r.mean), r.baseline or "",
+          num(r.diff), f"[{num(r.ci_low)}, {num(r.ci_high)}]" if r.ci_low is not None else "",
           r.verdict or ("crashed" if r.status != "ok" else ""), r.note]
          for r in rows],
-        ["variant", "mean return", "Δ vs clean", "95% CI of Δ", "verdict", "note"],
+        ["variant", "mean return", "baseline", "Δ vs baseline", "95% CI of Δ", "verdict", "note"],
     )
     return f"{header}\n{table}"
 
 
 def plot_impact(rows: Sequence[ImpactRow], path: Path, title: str) -> None:
-    """Bar chart of Δ vs clean with CI whiskers; crashed faults labelled, not plotted."""
+    """Bar chart of Δ vs baseline with CI whiskers; crashed faults labelled, not plotted."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display exists on CI machines
     import matplotlib.pyplot as plt
 
-    faults = [r for r in rows if r.id != "clean"]
+    faults = [r for r in rows if r.baseline is not None]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(faults) + 2), 4.5))
     xs = np.arange(len(faults))
     for x, r in zip(xs, faults):
-        if r.status != "ok" or r.diff is None:
-            ax.text(x, 0, "crashed", rotation=90, ha="center", va="bottom", color="tab:red")
+        if r.diff is None:
+            label = "crashed" if r.status != "ok" else "baseline crashed"
+            ax.text(x, 0, label, rotation=90, ha="center", va="bottom", color="tab:red")
             continue
         color = {"hurts": "tab:red", "helps": "tab:green"}.get(r.verdict, "tab:gray")
         ax.bar(x, r.diff, color=color)
         ax.errorbar(x, r.diff, yerr=[[r.diff - r.ci_low], [r.ci_high - r.diff]],
                     color="black", capsize=3)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(xs, [r.id for r in faults], rotation=60, ha="right")
+    labels = [r.id if r.baseline == "clean" else f"{r.id}\n(vs {r.baseline})" for r in faults]
+    ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("final eval return: fault − clean")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -562,33 +591,36 @@ def impact(
         raise ValueError(f"steps and jobs must be >= 1, got steps={steps} jobs={jobs}")
     if os.environ.get(ENV_VAR):
         raise ValueError(f"unset {ENV_VAR}: impact switches each fault on itself")
-    variants = ["clean", *(f.id for f in applicable_faults(algo, faults))]
+    variants = impact_variants(algo, faults)
     out = Path(out or f"runs/impact-{algo}")
-    runs = [ImpactRun(v, s, out_dir=str(out / "runs" / v / f"s{s}"))
+    plan = [(ImpactRun(v.name, s, out_dir=str(out / "runs" / v.name / f"s{s}")), v)
             for v in variants for s in range(seeds)]
+    runs = [r for r, _ in plan]
     meta = {"algo": algo, "env": env_id, "steps": steps, "seeds": list(range(seeds)),
-            "sets": list(sets), "variants": variants}
+            "sets": list(sets), "variants": [asdict(v) for v in variants]}
+    lock = threading.Lock()  # runs finish on worker threads; one writer at a time
 
     def save(rows: list[ImpactRow] | None) -> None:
-        atomic_write_json(out / "impact.json", {
-            **meta, "complete": rows is not None,
-            "rows": [asdict(r) for r in rows or []], "runs": [asdict(r) for r in runs],
-        })
+        with lock:
+            atomic_write_json(out / "impact.json", {
+                **meta, "complete": rows is not None,
+                "rows": [asdict(r) for r in rows or []],
+                "runs": [asdict(r) for r in runs if r.status != "pending"],
+            })
 
-    done = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_train_once, r, algo, steps, env_id, sets, timeout) for r in runs]
-        for fut in futures:  # submission order: progress reads in a stable order
+        futures = [pool.submit(_train_once, r, v, algo, steps, env_id, sets, timeout)
+                   for r, v in plan]
+        for done, fut in enumerate(as_completed(futures), 1):
             r = fut.result()
-            done += 1
             value = f"{r.final_eval_return:.1f}" if r.status == "ok" else f"{r.status}: {r.error}"
             log(f"[impact] {done}/{len(runs)} {r.variant} seed {r.seed}: {value} "
                 f"({r.seconds:.0f} s)")
             save(None)
     rows = summarise_impact(runs, variants)
     save(rows)
-    title = (f"{algo} on {env_id or 'its default env'}: fault − clean final eval return, "
-             f"{seeds} seeds × {steps} steps, 95% bootstrap CI")
+    title = (f"{algo} on {env_id or 'its default env'}: final eval return, fault − clean "
+             f"baseline; {seeds} seeds × {steps} steps, 95% bootstrap CI")
     plot_impact(rows, out / "impact.png", title)
     return {**meta, "rows": rows, "title": title, "out": str(out)}
 
@@ -633,7 +665,8 @@ def cmd_impact(args: argparse.Namespace) -> int:
                     args.env, args.set, args.timeout)
     print(format_impact(result["rows"], result["title"]))
     print(f"\nwrote {result['out']}/impact.json and {result['out']}/impact.png")
-    return 0 if result["rows"][0].status == "ok" else 1  # a crashing clean run voids the study
+    # A crashing clean baseline voids its comparisons: that is a failed study.
+    return 0 if all(r.status == "ok" for r in result["rows"] if r.baseline is None) else 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -669,8 +702,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="final eval return with each applicable fault vs clean, over seeds",
         description="Trains ALGO clean and with each fault whose code path it has, for "
         "seeds 0..SEEDS-1, and reports fault − clean final eval return with a bootstrap 95%% "
-        "CI (table, OUT/impact.json, OUT/impact.png). A fault that kills training is "
-        "reported as crashed.",
+        "CI (table, OUT/impact.json, OUT/impact.png). Faults whose catalogue row has a setup "
+        "(e.g. actors=2) are compared with a clean baseline run in that same setup. A fault "
+        "that kills or hangs training is reported as crashed.",
     )
     q.add_argument("--algo", required=True, help="trainer to measure (see `rlbench train -h`)")
     q.add_argument("--seeds", type=int, default=5, help="seeds per variant (default 5)")

@@ -9,10 +9,12 @@ import pytest
 from rlbench.fault_tools import (
     ImpactRow,
     ImpactRun,
+    Variant,
     applicable_faults,
     bootstrap_diff_ci,
     format_impact,
     impact,
+    impact_variants,
     plot_impact,
     summarise_impact,
     verdict,
@@ -49,23 +51,50 @@ def _runs(variant: str, values: list[float | None]) -> list[ImpactRun]:
 
 
 def test_summarise_impact_reports_crashes_as_crashed_not_a_number() -> None:
-    runs = (_runs("clean", CLEAN) + _runs("step-counter-missing", [None, 12.0, None, 3.0, 9.0])
+    runs = (_runs("clean", CLEAN) + _runs("no-lr-schedule", [None, 12.0, None, 3.0, 9.0])
             + _runs("target-not-updated", [9.0, 12.0, 30.0, 3.0, 9.0]))
-    rows = summarise_impact(runs, ["clean", "step-counter-missing", "target-not-updated"])
-    clean, crashed, hurt = rows
+    variants = [Variant("clean", None), Variant("no-lr-schedule", "no-lr-schedule", (), "clean"),
+                Variant("target-not-updated", "target-not-updated", (), "clean")]
+    clean, crashed, hurt = summarise_impact(runs, variants)
     assert clean.id == "clean" and clean.mean == pytest.approx(489.0) and clean.diff is None
     assert crashed.status == "crashed" and crashed.mean is None and crashed.diff is None
     assert "2/5 seeds" in crashed.note and "learner died" in crashed.note
-    assert hurt.verdict == "hurts" and hurt.ci_high < 0
-    text = format_impact(rows, "header")
-    lines = text.splitlines()  # header, column names, rule, then one row per variant
-    assert "crashed" in lines[4] and "hurts" in lines[5]
+    assert hurt.verdict == "hurts" and hurt.ci_high < 0 and hurt.baseline == "clean"
+    lines = format_impact([clean, crashed, hurt], "header").splitlines()
+    assert "crashed" in lines[4] and "hurts" in lines[5]  # header, names, rule, then rows
+
+
+def test_summarise_impact_compares_each_fault_with_its_own_baseline() -> None:
+    runs = (_runs("clean", CLEAN) + _runs("clean+actors=2", [100.0, 110.0, 90.0])
+            + _runs("stale-actor-weights", [100.0, 110.0, 90.0])
+            + _runs("no-lr-schedule", [480.0, 500.0, 470.0, 495.0, 500.0]))
+    variants = [Variant("clean", None), Variant("clean+actors=2", None, ("actors=2",)),
+                Variant("stale-actor-weights", "stale-actor-weights", ("actors=2",),
+                        "clean+actors=2"),
+                Variant("no-lr-schedule", "no-lr-schedule", (), "clean")]
+    rows = {r.id: r for r in summarise_impact(runs, variants)}
+    assert rows["stale-actor-weights"].diff == 0.0  # not 100 - 489: same setup, fault off
+    assert rows["no-lr-schedule"].diff == 0.0
+    crashed_base = summarise_impact(_runs("clean", [None, 1.0]) + _runs("x", [1.0, 2.0]),
+                                    [Variant("clean", None), Variant("x", "x", (), "clean")])
+    assert crashed_base[1].diff is None and "baseline clean crashed" in crashed_base[1].note
+
+
+def test_impact_variants_add_a_baseline_per_setup() -> None:
+    names = [(v.name, v.baseline) for v in impact_variants("dqn")]
+    assert names[:2] == [("clean", None), ("clean+actors=2", None)]
+    assert ("step-counter-missing", "clean+actors=2") in names
+    assert ("target-not-updated", "clean") in names
+    only = impact_variants("dqn", "stale-actor-weights")  # no unneeded plain-clean baseline
+    assert [(v.name, v.setup) for v in only] == [
+        ("clean+actors=2", ("actors=2",)), ("stale-actor-weights", ("actors=2",))]
 
 
 def test_plot_impact_writes_a_png_with_crashed_rows(tmp_path: Path) -> None:
     rows = [ImpactRow("clean", "ok", CLEAN, 489.0),
-            ImpactRow("no-grad-clipping", "ok", CLEAN, 489.0, 0.0, -8.0, 8.0, "no clear effect"),
-            ImpactRow("step-counter-missing", "crashed", note="5/5 seeds")]
+            ImpactRow("no-grad-clipping", "ok", CLEAN, 489.0, "clean", 0.0, -8.0, 8.0,
+                      "no clear effect"),
+            ImpactRow("step-counter-missing", "crashed", baseline="clean+actors=2")]
     path = tmp_path / "out" / "impact.png"
     plot_impact(rows, path, "title")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
