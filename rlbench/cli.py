@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rlbench.fault_tools import add_parser as add_faults_parser
 
     add_faults_parser(sub)  # `rlbench faults {list,verify,impact}`
+
+    from rlbench.curves.cli import add_parser as add_nightly_parser
+
+    add_nightly_parser(sub)  # `rlbench nightly --profile quick|full`
     return parser
 
 

@@ -1,0 +1,63 @@
+"""`rlbench nightly`: argument parsing only; the work is imported when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+
+# Kept here (not imported from profiles) so `rlbench --help` does not import numpy/scipy;
+# tests/unit/test_curves_profiles.py checks it matches rlbench.curves.profiles.PROFILES.
+PROFILE_HELP = {
+    "quick": "every trainer on a short budget: the per-commit / `make run` job",
+    "full": "what a nightly server runs: 100k-step budgets, 10 seeds",
+}
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from rlbench.curves.nightly import nightly, write_reference
+    from rlbench.curves.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    common = {"executor": args.executor, "jobs": args.jobs, "address": args.address,
+              "resume": args.resume, "progress": not args.quiet}
+    if args.write_reference:
+        try:
+            return write_reference(profile, args.write_reference, args.out, **common)
+        except RuntimeError as exc:  # reference jobs failed: nothing written
+            print(f"rlbench: error: {exc}")
+            return 3
+    return nightly(profile, args.out, args.baseline, **common)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `rlbench nightly` on the top-level subcommand parser."""
+    p = sub.add_parser(
+        "nightly",
+        help="learning-curve regression job: run a profile, compare with reference curves",
+        description=(
+            "Run a profile's suite (algorithm x env x seed), compare the eval-return curves "
+            "with the reference curves, and write report.md, report.html, plots/*.png and "
+            "verdict.json to --out. Exit status: 0 pass/improved, 1 anything regressed, "
+            "3 a job crashed or the run was interrupted (reported as such, never as a "
+            "pass or a regression), 2 bad input (e.g. a missing or malformed baseline)."
+        ),
+    )
+    p.add_argument("--profile", choices=sorted(PROFILE_HELP), default="quick",
+                   help="; ".join(f"{k}: {v}" for k, v in PROFILE_HELP.items()))
+    p.add_argument("--out", default="runs/nightly", help="output folder (default runs/nightly)")
+    p.add_argument("--baseline", metavar="PATH",
+                   help="reference curves JSON (default: the committed reference of the profile)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: process pool on this machine (default); ray: one Ray task "
+                        "per job (pip install 'rlbench[dist]')")
+    p.add_argument("--address", help="Ray cluster address, e.g. auto (default: a private local "
+                                     "Ray instance)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="jobs run in parallel (default 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep finished jobs already in --out and run only the rest (without "
+                        "it, earlier job results in --out are discarded)")
+    p.add_argument("--write-reference", metavar="PATH",
+                   help="instead of comparing: run the profile's reference seeds and fault "
+                        "probes, measure the rule's false-alarm rate and power, write the "
+                        "reference file to PATH and a calibration report to --out")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_nightly)

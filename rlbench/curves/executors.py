@@ -1,0 +1,211 @@
+"""Executors: run suite jobs in parallel and hand back one `JobRecord` per job.
+
+* `LocalExecutor` (default, nothing to set up): at most N jobs at a time, each in a fresh
+  spawned process in its own process group. A fresh process per job isolates crashes (a
+  segfaulting trainer cannot take a shared pool down with it), starts every job from the
+  same state (determinism), and lets a timed-out or interrupted job be killed together
+  with any actor processes it started.
+* `RayExecutor` (`pip install rlbench[dist]`): each job is one Ray task, on a local Ray
+  instance or an existing cluster (`address="auto"`). Ray is imported only here, lazily.
+
+Both call the same `run_job`, so for the same seeds they produce the same curves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from rlbench.curves.records import ERROR, Job, JobRecord
+
+# One thread per job: jobs already run in parallel, and BLAS/XLA thread pools fighting over
+# 2 cores make runs slower and timings noisy. Set before torch/jax are imported in the job.
+THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "MUJOCO_GL": "disable",
+}
+
+OnResult = Callable[[JobRecord], None]
+
+
+class Executor(Protocol):
+    def run(self, jobs: Sequence[Job], run_root: Path, on_result: OnResult) -> None:
+        """Run `jobs`, calling `on_result` (in the calling thread) as each one ends.
+        KeyboardInterrupt stops every running job and propagates."""
+
+
+def run_job(job: Job, run_dir: str | None) -> dict[str, Any]:
+    """Train one job through `rlbench.trainers.train`; its record as a dict (never raises:
+    a failing trainer becomes an "error" record with the traceback's tail)."""
+    for key, value in THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        from rlbench.trainers import train
+
+        try:  # torch keeps its own pool size even when imported after OMP_NUM_THREADS
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
+        summary = train(job.algo, out_dir=run_dir, progress=False, **job.config_changes())
+        return JobRecord.from_summary(job, summary).to_dict()
+    except Exception as exc:  # noqa: BLE001 — any trainer failure is this job's "error"
+        tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+        return JobRecord(job, ERROR, error=f"{type(exc).__name__}: {exc}\n{tail}").to_dict()
+
+
+def _child(job: Job, run_dir: str, result_path: str) -> None:
+    os.setpgrp()  # own process group: the parent can kill this job and its actor processes
+    from rlbench.runs import atomic_write_json
+
+    atomic_write_json(result_path, run_job(job, run_dir))
+
+
+@contextlib.contextmanager
+def _environ(defaults: dict[str, str]) -> Iterator[None]:
+    """Temporarily set the variables of `defaults` that are not set already."""
+    added = {k: v for k, v in defaults.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _kill_group(proc: mp.process.BaseProcess) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # not yet its own group leader, or gone
+        proc.kill()
+    proc.join(5)
+
+
+class LocalExecutor:
+    """Up to `jobs` jobs at a time, each in a fresh spawned process (see module docstring)."""
+
+    def __init__(self, jobs: int = 1, poll_s: float = 0.5) -> None:
+        if jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {jobs}")
+        self.jobs, self.poll_s = jobs, poll_s
+
+    def run(self, jobs: Sequence[Job], run_root: Path, on_result: OnResult) -> None:
+        ctx = mp.get_context("spawn")  # fork would copy the parent's threads and locks
+        pending = deque(jobs)
+        running: dict[int, tuple[mp.process.BaseProcess, Job, float, Path]] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < self.jobs:
+                    job = pending.popleft()
+                    run_dir = Path(run_root) / job.id
+                    result = run_dir / "record.json"
+                    result.unlink(missing_ok=True)
+                    proc = ctx.Process(target=_child, args=(job, str(run_dir), str(result)),
+                                       name=f"rlbench-job-{job.id}")
+                    with _environ(THREAD_ENV):  # the child inherits them before any import
+                        proc.start()
+                    running[proc.pid] = (proc, job, time.monotonic(), result)
+                multiprocessing.connection.wait([p.sentinel for p, *_ in running.values()],
+                                                timeout=self.poll_s)
+                for pid, (proc, job, start, result) in list(running.items()):
+                    elapsed = time.monotonic() - start
+                    if proc.exitcode is None and elapsed <= job.timeout_s:
+                        continue
+                    del running[pid]
+                    if proc.exitcode is None:
+                        _kill_group(proc)
+                        on_result(JobRecord(job, ERROR, wall_seconds=elapsed,
+                                            error=f"timed out after {job.timeout_s:.0f} s"))
+                    elif result.is_file():
+                        proc.join()
+                        on_result(JobRecord.from_dict(_read_json(result)))
+                    else:
+                        on_result(JobRecord(job, ERROR, wall_seconds=elapsed,
+                                            error=f"job process died with exit code {proc.exitcode}"
+                                                  " before writing a result"))
+        finally:  # interrupt or error in on_result: no job outlives the executor
+            for proc, *_ in running.values():
+                _kill_group(proc)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+class RayExecutor:
+    """Each job one Ray task (`num_cpus=1`, no retries: a crash is reported, not hidden).
+
+    `address=None` starts a private local Ray instance with `jobs` CPUs; `"auto"` or
+    `"ray://host:port"` joins an existing cluster. Run folders are written on whichever
+    node runs the task; the record travels back to the caller.
+    """
+
+    def __init__(self, jobs: int = 1, address: str | None = None, poll_s: float = 1.0) -> None:
+        if jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {jobs}")
+        self.jobs, self.address, self.poll_s = jobs, address, poll_s
+
+    def run(self, jobs: Sequence[Job], run_root: Path, on_result: OnResult) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError(
+                "--executor ray needs Ray: pip install 'rlbench[dist]' -c constraints.txt"
+            ) from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "runtime_env": {"env_vars": THREAD_ENV}}
+            if self.address is None:
+                kwargs["num_cpus"] = self.jobs
+            ray.init(address=self.address, **kwargs)
+        task = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        now = time.monotonic()
+        # Ray does not say when a queued task starts; job i starts at the latest after
+        # i // jobs earlier waves each ran to their timeout, so its deadline counts those.
+        refs = {task.remote(job, str(Path(run_root) / job.id)):
+                (job, now + job.timeout_s * (i // self.jobs + 1)) for i, job in enumerate(jobs)}
+        try:
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=self.poll_s)
+                for ref in done:
+                    job, _ = refs.pop(ref)
+                    try:
+                        on_result(JobRecord.from_dict(ray.get(ref)))
+                    except ray.exceptions.RayError as exc:  # worker died, task cancelled
+                        on_result(JobRecord(job, ERROR,
+                                            error=f"ray task failed: {type(exc).__name__}: {exc}"))
+                for ref, (job, deadline) in list(refs.items()):
+                    if time.monotonic() > deadline:
+                        ray.cancel(ref, force=True)
+                        del refs[ref]
+                        on_result(JobRecord(job, ERROR, error=f"timed out after {job.timeout_s:.0f} s"))
+        finally:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()
+
+
+def make_executor(kind: str, jobs: int = 1, address: str | None = None) -> Executor:
+    if kind == "local":
+        if address is not None:
+            raise ValueError("--address only applies to --executor ray")
+        return LocalExecutor(jobs)
+    if kind == "ray":
+        return RayExecutor(jobs, address)
+    raise ValueError(f"unknown executor {kind!r}; known: local, ray")

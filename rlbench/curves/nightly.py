@@ -1,0 +1,324 @@
+"""The nightly learning-curve job: run a profile's suite, compare with the reference,
+write the report; or (`write_reference`) make the reference and calibrate the rule.
+
+Output folder layout::
+
+    OUT/manifest.json        what this run is (profile, jobs, baseline)
+    OUT/jobs/<job>.json      one record per finished job, written atomically on arrival
+    OUT/runs/<job>/          the trainer's run folder (summary.json, metrics.jsonl)
+    OUT/plots/<entry>.png    OUT/report.md  OUT/report.html  OUT/verdict.json
+
+`resume=True` keeps every stored "ok" record whose job is still the profile's job and runs
+the rest (crashed, interrupted or never started).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rlbench.curves.compare import IMPROVED, REGRESSED, Rule, compare, verdict_rates
+from rlbench.curves.executors import Executor, make_executor
+from rlbench.curves.profiles import Entry, Profile
+from rlbench.curves.records import (
+    ERROR,
+    INCOMPLETE,
+    OK,
+    BaselineError,
+    CurveSet,
+    Job,
+    JobRecord,
+    Reference,
+    load_reference,
+)
+from rlbench.curves.report import EntryResult, ReportContext, write_report
+from rlbench.runs import atomic_write_json, package_versions
+
+REFERENCE_DIR = Path(__file__).parent / "references"
+
+
+def default_baseline(profile: str) -> Path:
+    """The committed reference file of a profile (shipped as package data)."""
+    return REFERENCE_DIR / f"{profile}.json"
+
+
+def machine() -> str:
+    return f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()}, {platform.system()})"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class JobProgress:
+    """`[nightly quick] 7/20 jobs (1 error)  elapsed 3m12s  eta 5m40s  last: ...` on stderr."""
+
+    def __init__(self, label: str, total: int, done: int, enabled: bool = True) -> None:
+        self.label, self.total, self.done, self.enabled = label, total, done, enabled
+        self.resumed, self.errors, self.start = done, 0, time.monotonic()
+
+    def update(self, record: JobRecord) -> None:
+        self.done += 1
+        self.errors += record.status != OK
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.start
+        finished_here = self.done - self.resumed
+        eta = elapsed / finished_here * (self.total - self.done)
+        last = (f"final {record.returns[-1]:.1f}" if record.status == OK
+                else (record.error or "").splitlines()[0][:80] if record.error else "")
+        print(f"[{self.label}] {self.done}/{self.total} jobs"
+              f"{f' ({self.errors} failed)' if self.errors else ''}  elapsed {_dur(elapsed)}  "
+              f"eta {_dur(eta)}  last: {record.job.entry} seed {record.job.seed} "
+              f"{record.status} {last}", file=sys.stderr, flush=True)
+
+
+def _dur(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s"
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """CI cancels with SIGTERM: treat it like Ctrl-C so the report still says "incomplete"."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_jobs(
+    jobs: Sequence[Job], out: Path, executor: Executor, resume: bool, label: str,
+    progress: bool = True,
+) -> tuple[dict[str, JobRecord], bool, int]:
+    """Run what is not done yet; (records by job id, interrupted?, jobs reused by resume).
+    Jobs that never finished come back as "incomplete" records."""
+    jobs_dir = out / "jobs"
+    records: dict[str, JobRecord] = {}
+    for job in jobs:
+        path = jobs_dir / f"{job.id}.json"
+        if not path.is_file():
+            continue
+        if not resume:  # a fresh run never mixes in yesterday's results
+            path.unlink()
+            continue
+        try:
+            stored = JobRecord.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError):
+            continue  # unreadable record: run the job again
+        if stored.status == OK and stored.job.same_run(job):
+            records[job.id] = stored
+    reused = len(records)
+    pending = [j for j in jobs if j.id not in records]
+    bar = JobProgress(label, len(jobs), reused, progress)
+
+    def on_result(record: JobRecord) -> None:
+        atomic_write_json(jobs_dir / f"{record.job.id}.json", record.to_dict())
+        records[record.job.id] = record
+        bar.update(record)
+
+    interrupted = False
+    try:
+        with _sigterm_as_interrupt():
+            executor.run(pending, out / "runs", on_result)
+    except KeyboardInterrupt:
+        interrupted = True
+    for job in jobs:
+        if job.id not in records:
+            records[job.id] = JobRecord(job, INCOMPLETE, error="the run was interrupted before "
+                                        "this job finished")
+    return records, interrupted, reused
+
+
+def _entry_records(entry: Entry, seeds: Sequence[int], records: dict[str, JobRecord]) -> list[JobRecord]:
+    return [records[entry.job(s).id] for s in seeds]
+
+
+def _candidate(entry: Entry, recs: list[JobRecord]) -> CurveSet | None:
+    return CurveSet.from_records(entry.name, recs, entry.range) if any(r.status == OK for r in recs) else None
+
+
+def _judge(entry: Entry, recs: list[JobRecord], reference: CurveSet, rule: Rule,
+           note: str = "") -> EntryResult:
+    statuses = {r.status for r in recs}
+    cand = _candidate(entry, recs)
+    if ERROR in statuses or INCOMPLETE in statuses:
+        verdict = ERROR if ERROR in statuses else INCOMPLETE
+        return EntryResult(entry.name, verdict, recs, cand, reference, note=note)
+    comparison = compare(cand, reference, rule)
+    return EntryResult(entry.name, comparison.verdict, recs, cand, reference, comparison, note)
+
+
+def check_baseline(profile: Profile, reference: Reference, path: Path) -> None:
+    """Fail before any training when the baseline cannot judge this profile."""
+    for entry in profile.entries:
+        if entry.name not in reference.entries:
+            raise BaselineError(
+                f"baseline {path} has no entry {entry.name!r} (it has: "
+                f"{', '.join(reference.entries)}); regenerate it with --write-reference"
+            )
+        ref = reference.entries[entry.name]
+        want = {k: v for k, v in entry.job(0).to_dict()["changes"].items()}
+        have = json.loads(json.dumps(ref.changes))
+        if json.loads(json.dumps(want, default=list)) != have:
+            raise BaselineError(
+                f"baseline {path}: entry {entry.name!r} was made with {have}, the profile "
+                f"now runs {want}; regenerate the reference with --write-reference"
+            )
+
+
+def nightly(
+    profile: Profile,
+    out: str | Path,
+    baseline: str | Path | None = None,
+    executor: str = "local",
+    jobs: int = 1,
+    address: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> int:
+    """Run the suite and write the report; the exit status (0 pass, 1 regressed, 3 error or
+    incomplete). Raises KeyboardInterrupt after writing an "incomplete" report."""
+    out = Path(out)
+    path = Path(baseline) if baseline is not None else default_baseline(profile.name)
+    reference = load_reference(path)
+    check_baseline(profile, reference, path)
+    runner = make_executor(executor, jobs, address)
+    started, t0 = _now(), time.monotonic()
+    suite = profile.jobs()
+    atomic_write_json(out / "manifest.json", {
+        "profile": profile.name, "baseline": str(path), "started": started,
+        "jobs": [j.to_dict() for j in suite]})
+    for stale in ("verdict.json", "report.md", "report.html"):
+        (out / stale).unlink(missing_ok=True)  # never leave an old verdict next to new runs
+    records, interrupted, reused = run_jobs(suite, out, runner, resume, f"nightly {profile.name}",
+                                            progress)
+    entries = [_judge(e, _entry_records(e, profile.seeds, records), reference.entries[e.name],
+                      profile.rule) for e in profile.entries]
+    ctx = ReportContext(
+        title=f"rlbench nightly — profile {profile.name}", profile=profile.name,
+        rule=profile.rule, baseline=str(path), baseline_meta=reference.meta,
+        calibration=reference.calibration,
+        run={"started": started, "finished": _now(), "wall_seconds": time.monotonic() - t0,
+             "executor": executor, "jobs": jobs, "n_jobs": len(suite), "resumed": reused,
+             "machine": machine(), "git_commit": _git_commit(), "versions": package_versions()},
+    )
+    verdict, code = write_report(out, ctx, entries)
+    if progress:
+        print(f"nightly {profile.name}: {verdict} — {out / 'report.md'}", file=sys.stderr)
+    if interrupted:
+        raise KeyboardInterrupt
+    return code
+
+
+def calibrate(
+    profile: Profile, reference: dict[str, CurveSet], faulty: dict[str, CurveSet],
+    trials: int = 300,
+) -> dict[str, Any]:
+    """Measure the rule on real runs: A/A false alarms per entry, power per fault probe.
+
+    A/A splits each entry's reference pool into a nightly-sized candidate set and a
+    disjoint reference set of the remaining seeds. Power compares each probe's faulty runs
+    with reference subsets of that same size, so both numbers describe one configuration.
+    """
+    n = len(profile.seeds)
+    out: dict[str, Any] = {"rule": profile.rule.to_dict(), "machine": machine(),
+                           "created": _now(), "aa": {}, "power": {}}
+    for name, pool in reference.items():
+        rates = verdict_rates(pool, None, n, pool.n - n, profile.rule, trials)
+        out["aa"][name] = rates.to_dict() | {
+            "false_alarm_rate": rates.rate(REGRESSED) + rates.rate(IMPROVED),
+            "false_alarm_ci": rates.interval(REGRESSED, IMPROVED)}
+    for probe in profile.probes:
+        pool = reference[probe.entry.name]
+        fault = faulty[probe.faulty.name]
+        rates = verdict_rates(fault, pool, min(n, fault.n), pool.n - n, profile.rule, trials)
+        out["power"][probe.faulty.name] = rates.to_dict() | {
+            "fault": probe.fault, "entry": probe.entry.name,
+            "power": rates.rate(REGRESSED), "power_ci": rates.interval(REGRESSED)}
+    return out
+
+
+def write_reference(
+    profile: Profile,
+    path: str | Path,
+    out: str | Path,
+    executor: str = "local",
+    jobs: int = 1,
+    address: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> int:
+    """Run the reference seeds and the fault probes, calibrate the rule on them, write the
+    reference file to `path` and a calibration report (probes vs reference) to `out`."""
+    out, path = Path(out), Path(path)
+    runner = make_executor(executor, jobs, address)
+    started, t0 = _now(), time.monotonic()
+    suite = profile.reference_jobs()
+    records, interrupted, reused = run_jobs(suite, out, runner, resume,
+                                            f"reference {profile.name}", progress)
+    failed = [r for r in records.values() if r.status != OK]
+    if interrupted:
+        raise KeyboardInterrupt
+    if failed:
+        listing = "; ".join(f"{r.job.id}: {r.status} {(r.error or '').splitlines()[0]}"
+                            for r in failed[:5])
+        raise RuntimeError(f"{len(failed)} reference job(s) did not finish, no reference "
+                           f"written ({listing}); fix and re-run with --resume")
+    ref_sets = {e.name: CurveSet.from_records(e.name, _entry_records(e, profile.reference_seeds,
+                                                                     records), e.range)
+                for e in profile.entries}
+    fault_sets = {p.faulty.name: CurveSet.from_records(
+        p.faulty.name, _entry_records(p.faulty, profile.seeds, records), p.faulty.range)
+        for p in profile.probes}
+    calibration = calibrate(profile, ref_sets, fault_sets)
+    wall = time.monotonic() - t0
+    meta = {"machine": machine(), "created": _now(), "git_commit": _git_commit(),
+            "versions": package_versions(), "wall_seconds": wall, "jobs": jobs,
+            "executor": executor, "seeds": list(profile.reference_seeds)}
+    reference = Reference(profile.name, ref_sets, meta, calibration)
+    atomic_write_json(path, reference.to_dict())
+    entries = [_judge(p.faulty, _entry_records(p.faulty, profile.seeds, records),
+                      ref_sets[p.entry.name], profile.rule,
+                      note=f"fault probe ({p.fault}): should regress")
+               for p in profile.probes]
+    entries += [EntryResult(e.name, "reference", _entry_records(e, profile.reference_seeds, records),
+                            None, ref_sets[e.name]) for e in profile.entries]
+    ctx = ReportContext(
+        title=f"rlbench reference + calibration — profile {profile.name}", profile=profile.name,
+        rule=profile.rule, baseline=str(path), baseline_meta=meta, calibration=calibration,
+        run={"started": started, "finished": _now(), "wall_seconds": wall, "executor": executor,
+             "jobs": jobs, "n_jobs": len(suite), "resumed": reused, "machine": machine()},
+    )
+    write_report(out, ctx, entries)
+    if progress:
+        print(f"reference {profile.name}: wrote {path}; calibration report {out / 'report.md'}",
+              file=sys.stderr)
+    return 0
