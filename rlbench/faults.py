@@ -130,6 +130,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "train() in the update, eval() when acting",
         ("dqn", "iqn"),
         (),
+        setup=("dropout=0.1",),
     ),
     Fault(
         "stale-actor-weights", MULTIPROC, "#7",
@@ -160,6 +161,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "the learning rate follows the schedule at every update",
         ("dqn", "iqn"),
         (),
+        setup=("lr_schedule=linear",),
     ),
 )
 
