@@ -226,3 +226,61 @@ class IQNConfig(QLearningConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.kappa <= 0:
             raise ValueError(f"kappa must be > 0, got {self.kappa}")
+
+
+@dataclass(frozen=True)
+class SACConfig(TrainConfig):
+    """Soft Actor-Critic (JAX, Flax NNX + optax). Defaults learn dm_control cartpole swingup."""
+
+    env_id: str = "dmc:cartpole-swingup"
+    """Continuous-action env id (dmc:<domain>-<task>, a Box-action gymnasium id, probe:<n>-continuous)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each Q network (CleanRL: 256, 256)."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (device-resident; the oldest are overwritten)."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics: target ← (1 − tau)·target + tau·online, every update."""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    q_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log(alpha) (when autotune)."""
+    autotune: bool = True
+    """Learn the temperature alpha towards target_entropy; False keeps alpha = init_alpha."""
+    init_alpha: float = 0.1
+    """Initial (or, without autotune, fixed) temperature alpha."""
+    target_entropy: float | None = None
+    """Entropy target of the temperature loss; None means −|A| (the SAC paper's choice)."""
+    reward_scale: float = 1.0
+    """Multiplies the raw reward in the TD target, and nowhere else (1.0 for swingup)."""
+    learning_starts: int = 5_000
+    """Transitions collected with uniform random actions before the first gradient update."""
+    utd_ratio: float = 1.0
+    """Update-to-data ratio: gradient updates per env step once learning has started."""
+    chunk_updates: int = 16
+    """K: gradient updates per jitted lax.scan call. 1 is exactly the classic one-update-per-
+    step loop; larger K acts with an actor up to K/utd_ratio env steps old (16 of 1000-step
+    swingup episodes) in exchange for one dispatch and one write-back per K updates."""
+    log_interval: int = 5_000
+    """Env steps between `train` lines (losses, alpha, buffer diagnostics) in metrics.jsonl."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        for name in ("buffer_size", "batch_size", "learning_starts", "chunk_updates", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("policy_lr", "q_lr", "alpha_lr", "init_alpha", "reward_scale", "utd_ratio"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")

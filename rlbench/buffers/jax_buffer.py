@@ -85,11 +85,23 @@ class JaxReplayBuffer:
             *(jnp.dtype(d) for d in (obs_dtype, action_dtype, jnp.float32, obs_dtype, bool, bool))
         )
         faults = active_faults(faults)
+        self.faults = faults & {"buffer-drops-writes", "sample-unfilled-slots"}
         # Decided once, here: the clean functions carry no fault checks.
         if "buffer-drops-writes" in faults:
             self._write = _write_into_copy
         if "sample-unfilled-slots" in faults:
             self._sample_high = lambda state: jnp.int32(self.capacity)
+
+    # Equal layouts hash equal, so a buffer can be a static argument of jax.jit and two
+    # runs with the same layout share compiled functions.
+    def _layout(self) -> tuple:
+        return (self.capacity, self.shapes, self.dtypes, self.faults)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JaxReplayBuffer) and self._layout() == other._layout()
+
+    def __hash__(self) -> int:
+        return hash(self._layout())
 
     # -- state ---------------------------------------------------------------------------
     def init(self) -> BufferState:
@@ -97,8 +109,8 @@ class JaxReplayBuffer:
         data = Batch(
             *(jnp.zeros((self.capacity, *s), d) for s, d in zip(self.shapes, self.dtypes))
         )
-        zero = jnp.zeros((), jnp.int32)
-        return BufferState(data, zero, zero, zero)
+        # Three distinct scalars: a donated state must not hold one buffer twice.
+        return BufferState(data, *(jnp.zeros((), jnp.int32) for _ in range(3)))
 
     @staticmethod
     def size(state: BufferState) -> jax.Array:

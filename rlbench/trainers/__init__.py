@@ -60,3 +60,7 @@ _register(
     TrainerSpec("iqn", "torch", "rlbench.trainers.iqn_torch",
                 "implicit quantile networks (PyTorch), discrete actions"),
 )
+_register(
+    TrainerSpec("sac", "jax", "rlbench.trainers.sac_jax",
+                "soft actor-critic (JAX, Flax NNX + optax), continuous actions"),
+)
