@@ -9,6 +9,7 @@ import argparse
 PROFILE_HELP = {
     "quick": "every trainer on a short budget: the per-commit / `make run` job",
     "full": "what a nightly server runs: 100k-step budgets, 10 seeds",
+    "smoke": "plumbing check: one tiny DQN entry, 2 seeds (about a minute)",
 }
 
 

@@ -240,6 +240,8 @@ def verdict_rates(
     e.g. clean runs vs runs with a fault on): draw a candidate subset from one pool and a
     reference subset from the other; the "regressed" rate is the rule's power.
     """
+    if min(n_candidate, n_reference) < 2:
+        raise ValueError(f"the rule needs >= 2 seeds on each side, got {n_candidate} vs {n_reference}")
     rng = np.random.default_rng(seed)
     counts = {PASS: 0, REGRESSED: 0, IMPROVED: 0}
     if reference_pool is None:

@@ -161,7 +161,21 @@ FULL = Profile(
     probes=(Probe(_FULL_DQN, "target-not-updated"), Probe(_FULL_IQN, "target-not-updated")),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, FULL)}
+# Plumbing check (and the CLI smoke test): one tiny DQN entry, seconds per job. Too few
+# seeds and steps for a meaningful verdict; it proves the job runs end to end here.
+_SMOKE_DQN = Entry("dqn", "CartPole-v1", _changes(total_steps=1_500, eval_interval=500,
+                                                   eval_episodes=2, learning_starts=500),
+                   timeout_s=600)
+SMOKE = Profile(
+    name="smoke",
+    description="plumbing check: one tiny DQN entry, 2 seeds (about a minute)",
+    entries=(_SMOKE_DQN,),
+    seeds=(0, 1),
+    reference_seeds=(10, 11, 12, 13),
+    probes=(Probe(_SMOKE_DQN, "target-not-updated"),),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, FULL, SMOKE)}
 
 
 def get_profile(name: str) -> Profile:
