@@ -23,7 +23,8 @@ class BufferSample:
         self.buffer.sample(batch_size)  # warm-up (compiles the JAX sampler)
 
     def teardown(self, kind: str, batch_size: int) -> None:
-        self.buffer.close()
+        if hasattr(self, "buffer"):  # setup may have skipped
+            self.buffer.close()
 
     def time_sample(self, kind: str, batch_size: int) -> None:
         self.buffer.sample(batch_size)
@@ -43,7 +44,8 @@ class BufferAdd:
         self.buffer.add_batch(self.rows)  # warm-up (compiles the JAX writer for this shape)
 
     def teardown(self, kind: str, rows: int) -> None:
-        self.buffer.close()
+        if hasattr(self, "buffer"):  # setup may have skipped
+            self.buffer.close()
 
     def time_add_batch(self, kind: str, rows: int) -> None:
         self.buffer.add_batch(self.rows)

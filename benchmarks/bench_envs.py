@@ -34,7 +34,8 @@ class EnvStep:
             self.time_step(env_id)
 
     def teardown(self, env_id: str) -> None:
-        self.env.close()
+        if hasattr(self, "env"):  # setup may have skipped
+            self.env.close()
 
     def time_step(self, env_id: str) -> None:
         self.i = (self.i + 1) % len(self.actions)
@@ -55,7 +56,8 @@ class EnvReset:
         self.env.reset()
 
     def teardown(self, env_id: str) -> None:
-        self.env.close()
+        if hasattr(self, "env"):  # setup may have skipped
+            self.env.close()
 
     def time_reset(self, env_id: str) -> None:
         obs, _ = self.env.reset()

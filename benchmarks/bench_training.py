@@ -1,0 +1,116 @@
+"""End-to-end training: throughput (env steps/s) and learning progress (lower is better).
+
+Every run goes through the public entry point `rlbench.trainers.train(algo, ...)` with the
+trainer's default hyperparameters; only the budget, `learning_starts` and the evaluation
+schedule are set here. `sps` is the run record's: env steps / wall seconds of the whole run
+(acting, updates, evaluation, JIT compilation, run-record writes), i.e. what a user waits for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._common import limit_threads, require, require_trainer
+
+# name → (algo, config changes). The actor/learner is DQN with actor processes.
+THROUGHPUT_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dqn": ("dqn", {"total_steps": 20_000}),
+    "iqn": ("iqn", {"total_steps": 10_000}),
+    "sac": ("sac", {"total_steps": 3_000}),
+    "dqn-actors-1": ("dqn", {"total_steps": 20_000, "actors": 1}),
+    "dqn-actors-2": ("dqn", {"total_steps": 20_000, "actors": 2}),
+}
+
+
+def run_trainer(algo: str, **changes: Any) -> dict[str, Any]:
+    """`rlbench.trainers.train(algo, **changes)` without progress output or run files."""
+    trainers = require("rlbench.trainers")
+    require_trainer(algo)
+    if changes.get("actors", 0) >= 1:
+        require("rlbench.trainers.actor_learner")
+    limit_threads()
+    return trainers.train(algo, progress=False, **changes)
+
+
+class TrainingThroughput:
+    """Env steps/s of a short run that spends most of its steps past `learning_starts`
+    (1,000), so it measures the steady acting + updating loop. Higher is better."""
+
+    params = [list(THROUGHPUT_RUNS)]
+    param_names = ["trainer"]
+    unit = "env steps/s"
+    timeout = 900
+
+    def setup(self, trainer: str) -> None:
+        algo, changes = THROUGHPUT_RUNS[trainer]
+        require_trainer(algo)
+        if changes.get("actors", 0) >= 1:
+            require("rlbench.trainers.actor_learner")
+
+    def track_sps(self, trainer: str) -> float:
+        algo, changes = THROUGHPUT_RUNS[trainer]
+        summary = run_trainer(
+            algo, learning_starts=1_000, eval_interval=changes["total_steps"], eval_episodes=1,
+            **changes,
+        )
+        return float(summary["sps"])
+
+
+# name → (algo, env, total steps, eval interval, best return, threshold). Budgets are the
+# trainers' documented ones for solving the task, so regret ≈ 0 is reachable; the best returns
+# are the envs' maxima (CartPole-v1: 500 per episode; Pendulum-v1: 0, unreachable, ≈ −140 is
+# optimal in practice); thresholds are the usual "solved" levels.
+LEARNING_RUNS: dict[str, tuple[str, str, int, int, float, float]] = {
+    "dqn-CartPole-v1": ("dqn", "CartPole-v1", 100_000, 10_000, 500.0, 475.0),
+    "iqn-CartPole-v1": ("iqn", "CartPole-v1", 100_000, 10_000, 500.0, 475.0),
+    "sac-Pendulum-v1": ("sac", "Pendulum-v1", 15_000, 2_500, 0.0, -200.0),
+}
+
+
+class LearningProgress:
+    """What a run reached, tracked so that lower is better (asv's direction).
+
+    One training run per case (seed 0, evaluation: 10 episodes through
+    `rlbench.evaluation.evaluate`); both numbers come from the same run.
+    """
+
+    params = [list(LEARNING_RUNS)]
+    param_names = ["case"]
+    timeout = 1800
+
+    def setup_cache(self) -> dict[str, dict[str, Any] | str]:
+        """Each case's summary, or why it was skipped (a trainer not in this commit)."""
+        out: dict[str, dict[str, Any] | str] = {}
+        for case, (algo, env_id, steps, interval, _, _) in LEARNING_RUNS.items():
+            try:
+                out[case] = run_trainer(
+                    algo, env_id=env_id, total_steps=steps, eval_interval=interval,
+                    eval_episodes=10, seed=0,
+                )
+            except NotImplementedError as exc:
+                out[case] = str(exc)
+        return out
+
+    setup_cache.timeout = 3600  # type: ignore[attr-defined]
+
+    def setup(self, results: dict[str, Any], case: str) -> None:
+        if isinstance(results[case], str):
+            raise NotImplementedError(results[case])
+
+    def track_regret(self, results: dict[str, Any], case: str) -> float:
+        """Best return − final evaluation return (mean over 10 episodes)."""
+        best = LEARNING_RUNS[case][4]
+        return best - float(results[case]["final_eval_return"])
+
+    track_regret.unit = "return"  # type: ignore[attr-defined]
+
+    def track_steps_to_threshold(self, results: dict[str, Any], case: str) -> float:
+        """First evaluation step whose mean return reaches the threshold; budget + one eval
+        interval when it never does (so "not solved" still ranks below "solved late")."""
+        _, _, steps, interval, _, threshold = LEARNING_RUNS[case]
+        for point in results[case]["eval_history"]:
+            if point["return_mean"] >= threshold:
+                return float(point["step"])
+        return float(steps + interval)
+
+    track_steps_to_threshold.unit = "env steps"  # type: ignore[attr-defined]

@@ -1,0 +1,164 @@
+"""Peers (optional): rlbench's training steps/s against Stable-Baselines3 and sbx at equal
+settings, measured back to back in one process on one machine, reported as ratios.
+
+Select with ``asv run --python=same -b peers``; a peer library that is not installed is
+skipped (``pip install --group bench``). The ratios are what the README's speed claims quote:
+``track_speedup`` = rlbench steps/s ÷ peer steps/s, higher is better (asv's compare assumes
+lower is better, so read its "regressed" on this row as "rlbench got relatively faster").
+
+Steps/s is steady-state: each side trains twice (a short and a long budget, after a warm-up
+run) and the rate is the extra steps over the extra wall time, which cancels every fixed cost
+(imports, construction, JIT compilation, rlbench's final evaluation episode) on both sides
+alike. ``track_speedup_end_to_end`` keeps those costs: the long run's steps / wall time.
+
+Equal settings: the same env, batch size, buffer size, learning rate, discount, replay ratio
+(train frequency × gradient steps), target-update period (converted to the peer's env-step
+units), exploration schedule, learning_starts and budget, hidden widths; one CPU thread for
+torch and XLA on both sides (benchmarks._common.THREADS). Differences the peers do not let us
+remove: sbx DQN has no gradient clipping and uses equal hidden widths (120, 120 for rlbench's
+120, 84); SB3/sbx wrap the env in a VecEnv + Monitor (their real cost).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from benchmarks._common import limit_threads, require, require_trainer
+
+ALGOS = ("dqn", "sac")
+PEERS = ("sb3", "sbx")
+PEER_MODULES = {"sb3": "stable_baselines3", "sbx": "sbx"}
+Results = dict[str, Any]  # '<algo>/<side>' → {"steady": sps, "end_to_end": sps} | skip reason
+
+LEARNING_STARTS = 1_000
+# Two budgets per side: steps/s = (long - short) / (t_long - t_short) is the steady training
+# rate with every fixed cost (imports, construction, JIT compilation, final evaluation)
+# cancelled on both sides alike. SAC updates every env step, DQN every 4th.
+BUDGETS = {"dqn": (5_000, 20_000), "sac": (1_500, 3_000)}
+ENV = {"dqn": "CartPole-v1", "sac": "dmc:cartpole-swingup"}
+
+
+def rlbench_config(algo: str, total_steps: int) -> Any:
+    """The rlbench config both sides run: trainer defaults plus the benchmark budget.
+
+    DQN uses the Huber loss here because SB3 and sbx hard-code it.
+    """
+    module = require_trainer(algo)
+    changes: dict[str, Any] = dict(
+        env_id=ENV[algo], total_steps=total_steps, learning_starts=LEARNING_STARTS,
+        eval_interval=total_steps, eval_episodes=1, seed=0, device="cpu",
+    )
+    if algo == "dqn":
+        changes["loss"] = "huber"
+    return module.Config(**changes)
+
+
+def peer_kwargs(algo: str, peer: str, c: Any) -> dict[str, Any]:
+    """The peer's constructor arguments equal to rlbench config `c`."""
+    if algo == "dqn":
+        kwargs = dict(
+            learning_rate=c.learning_rate, buffer_size=c.buffer_size,
+            learning_starts=c.learning_starts, batch_size=c.batch_size, gamma=c.gamma,
+            train_freq=c.train_frequency, gradient_steps=c.gradient_steps,
+            # rlbench counts the target period in gradient updates, the peers in env steps.
+            target_update_interval=c.target_update_interval * c.train_frequency // c.gradient_steps,
+            tau=c.tau if c.target_update == "soft" else 1.0,
+            exploration_fraction=c.exploration_fraction,
+            exploration_initial_eps=c.epsilon_start, exploration_final_eps=c.epsilon_min,
+            policy_kwargs=dict(net_arch=list(c.hidden_sizes)),
+        )
+        if peer == "sb3":
+            kwargs["max_grad_norm"] = c.max_grad_norm
+        return kwargs
+    # SAC: one update per env step (utd_ratio 1), learned temperature from init_alpha.
+    if c.utd_ratio != 1.0:
+        raise ValueError(f"peers compare SAC at utd_ratio 1, got {c.utd_ratio}")
+    return dict(
+        learning_rate=c.policy_lr, buffer_size=c.buffer_size, learning_starts=c.learning_starts,
+        batch_size=c.batch_size, tau=c.tau, gamma=c.gamma, train_freq=1, gradient_steps=1,
+        ent_coef=f"auto_{c.init_alpha}" if c.autotune else c.init_alpha,
+        target_entropy="auto" if c.target_entropy is None else c.target_entropy,
+        policy_kwargs=dict(net_arch=list(c.hidden_sizes)),
+    )
+
+
+def run_seconds(algo: str, side: str, total_steps: int) -> float:
+    """Wall seconds of one complete training run (construction included) on `side`."""
+    c = rlbench_config(algo, total_steps)
+    limit_threads()
+    if side == "rlbench":
+        trainers = require("rlbench.trainers")
+        start = time.perf_counter()
+        trainers.train(algo, c, progress=False)
+        return time.perf_counter() - start
+    lib = require(PEER_MODULES[side])
+    envs = require("rlbench.envs")
+    env = envs.make(c.env_id, seed=c.seed)
+    extra = {"device": "cpu"} if side == "sb3" else {}
+    start = time.perf_counter()
+    model = getattr(lib, algo.upper())(
+        "MlpPolicy", env, seed=c.seed, verbose=0, **extra, **peer_kwargs(algo, side, c)
+    )
+    model.learn(total_timesteps=c.total_steps)
+    seconds = time.perf_counter() - start
+    env.close()
+    return seconds
+
+
+def measure(algo: str, side: str) -> dict[str, float]:
+    """Steady steps/s (two-budget difference) and end-to-end steps/s of the long run."""
+    short, long = BUDGETS[algo]
+    run_seconds(algo, side, LEARNING_STARTS + 100)  # warm-up: imports, first-call costs
+    t_short = run_seconds(algo, side, short)
+    t_long = run_seconds(algo, side, long)
+    return {"steady": (long - short) / (t_long - t_short), "end_to_end": long / t_long}
+
+
+class Peers:
+    """rlbench vs peer training steps/s, all from one `setup_cache` run (same machine, back to
+    back, so the machine's load affects both sides alike)."""
+
+    params = [list(ALGOS), list(PEERS)]
+    param_names = ["algo", "peer"]
+    timeout = 1800
+
+    def setup_cache(self) -> Results:
+        """'<algo>/<side>' → {"steady", "end_to_end"} steps/s, or why the side was skipped."""
+        results: Results = {}
+        for algo in ALGOS:
+            for side in ("rlbench", *PEERS):
+                try:
+                    results[f"{algo}/{side}"] = measure(algo, side)
+                except NotImplementedError as exc:
+                    results[f"{algo}/{side}"] = str(exc)
+        return results
+
+    setup_cache.timeout = 3600  # type: ignore[attr-defined]
+
+    def setup(self, results: Results, algo: str, peer: str) -> None:
+        for side in ("rlbench", peer):
+            if isinstance(results[f"{algo}/{side}"], str):
+                raise NotImplementedError(results[f"{algo}/{side}"])
+
+    def track_speedup(self, results: Results, algo: str, peer: str) -> float:
+        """Steady rlbench steps/s ÷ steady peer steps/s (2.0 = rlbench trains twice as fast)."""
+        return results[f"{algo}/rlbench"]["steady"] / results[f"{algo}/{peer}"]["steady"]
+
+    track_speedup.unit = "x (rlbench/peer)"  # type: ignore[attr-defined]
+
+    def track_speedup_end_to_end(self, results: Results, algo: str, peer: str) -> float:
+        """The same ratio over the whole long run (compilation and start-up included)."""
+        return results[f"{algo}/rlbench"]["end_to_end"] / results[f"{algo}/{peer}"]["end_to_end"]
+
+    track_speedup_end_to_end.unit = "x (rlbench/peer)"  # type: ignore[attr-defined]
+
+    def track_rlbench_sps(self, results: Results, algo: str, peer: str) -> float:
+        return results[f"{algo}/rlbench"]["steady"]
+
+    track_rlbench_sps.unit = "env steps/s"  # type: ignore[attr-defined]
+
+    def track_peer_sps(self, results: Results, algo: str, peer: str) -> float:
+        return results[f"{algo}/{peer}"]["steady"]
+
+    track_peer_sps.unit = "env steps/s"  # type: ignore[attr-defined]
