@@ -168,6 +168,7 @@ class Learner:
             "weights_digest": self.digest,
             "replay_age_mean": age_sum / max(age_n, 1),
             "wait_s": wait_s,
+            "torch_threads": torch.get_num_threads(),
             "busy_s": time.perf_counter() - t0 - wait_s,
             "last": info,
         }
@@ -283,6 +284,7 @@ class Actor:
             "lag_sum": lag_sum, "lag_max": lag_max, "write_lag_sum": wlag_sum,
             "write_lag_max": wlag_max, "version": self.version, "epsilon": self.epsilon,
             "weights_digest": weights_digest(_numpy_weights(self.agent)),
+            "torch_threads": torch.get_num_threads(),
         }
 
 

@@ -1,0 +1,65 @@
+"""`rlbench train dqn --actors 2` as a user runs it, interrupted with Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ENV = os.environ | {"MUJOCO_GL": "disable"}
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """Live multiprocessing-spawn children of `pid` (not its resource tracker)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, ...
+        if int(fields[1]) == pid and b"spawn_main" in cmdline and fields[0] != "Z":
+            kids.append(int(entry.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(300)
+def test_cli_train_dqn_actors_sigint_stops_children_and_unlinks_segments(tmp_path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlbench.cli", "train", "dqn", "--actors", "2",
+         "--steps", "10000000", "--eval-interval", "10000000", "--out", str(tmp_path), "--quiet",
+         "--set", "learning_starts=200"],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        metrics = tmp_path / "metrics.jsonl"
+        # Wait until the actors are really stepping (episodes are being logged).
+        while proc.poll() is None and not (metrics.exists() and '"episode"' in metrics.read_text()):
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1]
+        children = _spawned_children(proc.pid)
+        assert len(children) == 3  # learner + 2 actors
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"rlbench_{proc.pid}_")]
+    assert not [pid for pid in children if _alive(pid)]
+    assert not (tmp_path / "summary.json").exists()
