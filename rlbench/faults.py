@@ -77,7 +77,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "the buffer samples indices in [0, capacity) while only `count` slots are filled",
         "indices are drawn from [0, count) only",
         ("sac", "dqn", "iqn"),
-        ("tests/unit/test_buffer.py::test_buffer_samples_only_filled_slots",),
+        ("tests/unit/test_buffer.py::test_buffer_samples_only_filled_slots",
+         "tests/unit/test_shared_buffer.py::test_shared_buffer_samples_only_filled_slots"),
     ),
     Fault(
         "buffer-drops-writes", ANALYSIS, "#6",
@@ -85,7 +86,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "stays zeros",
         "the buffer validates itself: count, contents, and stats() show non-zero data",
         ("sac", "dqn", "iqn"),
-        ("tests/unit/test_buffer.py::test_buffer_stores_what_was_added",),
+        ("tests/unit/test_buffer.py::test_buffer_stores_what_was_added",
+         "tests/unit/test_shared_buffer.py::test_shared_buffer_stores_what_was_added"),
     ),
     Fault(
         "stale-optimizer", MULTIPROC, "#1",
@@ -93,21 +95,25 @@ CATALOGUE: tuple[Fault, ...] = (
         "one helper copies weights and re-creates the optimizer; it owns exactly the model's "
         "parameters",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_q_learning.py::test_load_weights_rebinds_optimizer",
+        ),
     ),
     Fault(
         "epsilon-not-decayed", MULTIPROC, "#2",
         "epsilon stays at its initial value",
         "epsilon decays linearly to epsilon_min over exploration_fraction of training",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_q_learning.py::test_epsilon_schedule_reaches_min_at_configured_step",
+        ),
     ),
     Fault(
         "step-counter-missing", MULTIPROC, "#3",
         "the learner's step counter is never initialised, so the learner process dies",
         "counter initialised; a dying child raises a clear error in the parent, never a hang",
         ("dqn", "iqn"),
-        (),
+        ("tests/unit/test_actor_learner.py::test_actor_learner_run_finishes_on_the_single_process_schedule",),
         setup=("actors=2",),
     ),
     Fault(
@@ -115,21 +121,28 @@ CATALOGUE: tuple[Fault, ...] = (
         "the target network is never updated",
         "soft (tau) or hard (every N updates) target update on schedule",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_q_learning.py::test_hard_target_update_copies_on_schedule",
+        ),
     ),
     Fault(
         "batch-not-on-device", MULTIPROC, "#5",
         "the numpy batch is not converted to tensors of the right dtype and device",
         "conversion happens in one place, on the model's device, dtype-checked",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_q_learning.py::test_batch_to_tensors_dtypes_and_device",
+            "tests/properties/test_q_learning_props.py::test_any_sane_numpy_dtypes_give_the_float32_loss",
+        ),
     ),
     Fault(
         "eval-mode-training", MULTIPROC, "#6",
         "the network is left in eval mode during updates",
         "train() in the update, eval() when acting",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_q_learning.py::test_update_runs_in_train_mode_and_acting_in_eval_mode",
+        ),
         setup=("dropout=0.1",),
     ),
     Fault(
@@ -137,7 +150,10 @@ CATALOGUE: tuple[Fault, ...] = (
         "actors never pick up published weights",
         "actors refresh on every new version; policy lag bounded by publish_interval",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_actor_learner.py::test_actor_learner_policy_lag_within_publish_interval",
+            "tests/unit/test_actor_learner.py::test_actor_learner_actors_hold_the_last_published_weights_and_epsilon",
+        ),
         setup=("actors=2",),
     ),
     Fault(
@@ -145,7 +161,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "the learner decays epsilon but actors keep the old one",
         "epsilon travels with the weights",
         ("dqn", "iqn"),
-        (),
+        ("tests/unit/test_actor_learner.py::test_actor_learner_actors_hold_the_last_published_weights_and_epsilon",),
         setup=("actors=2",),
     ),
     Fault(
@@ -153,14 +169,18 @@ CATALOGUE: tuple[Fault, ...] = (
         "gradients are not clipped",
         "global-norm clipping at max_grad_norm",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_q_learning.py::test_update_clips_global_grad_norm",
+        ),
     ),
     Fault(
         "no-lr-schedule", MULTIPROC, "#9",
         "an LR schedule is configured but never stepped",
         "the learning rate follows the schedule at every update",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_q_learning.py::test_update_follows_lr_schedule",
+        ),
         setup=("lr_schedule=linear",),
     ),
 )

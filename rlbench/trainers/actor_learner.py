@@ -344,6 +344,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
                 group.spawn(f"actor-{i}", _actor_main, config, i, buffer, channel, counters)
 
             next_eval = config.eval_interval
+            first_step_at = None  # start-up of the children excluded from `sps_stepping`
             while group.running:
                 for _, kind, payload in group.poll(POLL_S):
                     if kind == "episode":
@@ -353,6 +354,8 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
                     elif kind == "train":
                         recorder.log(payload.pop("step"), kind="train", **payload)
                 steps = buffer.total_writes
+                if first_step_at is None and steps:
+                    first_step_at = time.perf_counter()
                 if steps >= next_eval and steps < config.total_steps:
                     next_eval += config.eval_interval
                     recorder.record_eval(steps, _evaluate_published(eval_agent, channel, config))
@@ -360,6 +363,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
                            ret=float(np.mean(recent)) if recent else float("nan"),
                            eval=recorder.eval_history[-1]["return_mean"]
                            if recorder.eval_history else float("nan"))
+            stepping_s = time.perf_counter() - (first_step_at or time.perf_counter())
             recorder.record_eval(config.total_steps,
                                  _evaluate_published(eval_agent, channel, config))
             buffer_stats = buffer.stats()
@@ -378,6 +382,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
         device=str(resolve_device(config.device)),
         buffer=buffer_stats,
         final_epsilon=learner["epsilon"],
+        sps_stepping=config.total_steps / stepping_s if stepping_s > 0 else None,
         actors=config.actors,
         publish_interval=config.publish_interval,
         policy_lag_mean=sum(a["lag_sum"] for a in actors) / max(act_steps, 1),
