@@ -218,14 +218,14 @@ class SharedReplayBuffer:
         versions = np.broadcast_to(np.asarray(version, np.int64), (n,))
         if n == 0:
             return
-        dropped = 0
-        if n > self.capacity:  # only the newest `capacity` survive a FIFO anyway
-            checked = {k: v[-self.capacity :] for k, v in checked.items()}
-            versions, dropped, n = versions[-self.capacity :], n - self.capacity, self.capacity
+        skip = max(0, n - self.capacity)  # only the newest `capacity` survive a FIFO anyway
+        if skip:
+            checked = {k: v[skip:] for k, v in checked.items()}
+            versions, n = versions[skip:], self.capacity
         with self._locked():
+            self._advance(skip)  # the survivors land where n single adds would put them
             pos = int(self._header[0])
             self._store((pos + np.arange(n)) % self.capacity, checked, versions)
-            self._header[2] += dropped
             self._advance(n)
 
     def _store(self, idx: np.ndarray, values: dict[str, np.ndarray], versions: np.ndarray) -> None:
