@@ -26,8 +26,9 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,71 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 def _short_source(fault: Fault) -> str:
     doc = Path(fault.source).stem.split("-")[0]  # "training" / "multiprocessing"
     return {"training": "analysis"}.get(doc, doc) + " " + fault.item
+
+
+# --------------------------------------------------------------------------- child processes
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def _run_group(cmd: list[str], timeout: float, **popen: Any) -> tuple[int | None, str, str]:
+    """Run `cmd` in its own process group; at `timeout` kill the whole group (a hung test or
+    trainer and every child it spawned). Returns (exit status or None on timeout, stdout,
+    stderr)."""
+    popen.setdefault("stderr", subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            **popen)
+    with _live_lock:
+        _live.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err or ""
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        return None, out, err or ""
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone
+
+
+def _parallel(jobs: int, calls: list[Callable[[], Any]]) -> Iterator[Any]:
+    """Run `calls` on `jobs` threads (they only wait on child processes), yielding results
+    as they complete. If the caller stops early (Ctrl-C, SIGTERM, an error), queued calls
+    are cancelled and running child process groups are killed: their own sessions would
+    otherwise outlive us."""
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = [pool.submit(c) for c in calls]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        # Kill until every call has returned: one may be starting its process right now.
+        # (cancelled futures never count as done for wait(): leave them out)
+        while wait([f for f in futures if not f.cancelled()], timeout=0.2).not_done:
+            with _live_lock:
+                for proc in list(_live):
+                    _kill_group(proc)
+        pool.shutdown(wait=True)
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM → KeyboardInterrupt in the CLI, so `_parallel` cleans up its children."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 # --------------------------------------------------------------------------- detectors
@@ -202,17 +268,8 @@ def run_pytest(
             f"--junitxml={xml}", "-o", "junit_family=xunit2", *nodeids,
         ]
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,  # own process group: killable as a whole
-        )
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-            returncode: int | None = proc.returncode
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            returncode = None
+        returncode, output, _ = _run_group(cmd, timeout, cwd=root, env=env,
+                                           stderr=subprocess.STDOUT)
         seconds = time.perf_counter() - start
         outcomes = parse_junit(xml, nodeids)
     tail = "\n".join(output.strip().splitlines()[-15:])
@@ -308,12 +365,12 @@ def kill_matrix(
             on_result(fault_id or "clean", run)
         return run
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait on processes
-        # The clean union run is the longest: submit it first so it overlaps the rest.
-        clean_future = pool.submit(job, None, union) if union else None
-        futures = {fid: pool.submit(job, fid, ds) for fid, ds in usable.items() if ds}
-        clean = clean_future.result() if clean_future else None
-        runs = {fid: fut.result() for fid, fut in futures.items()}
+    # The clean union run is the longest: first in the queue so it overlaps the rest.
+    calls = [lambda: (None, job(None, union))] if union else []
+    calls += [lambda fid=fid, ds=ds: (fid, job(fid, ds)) for fid, ds in usable.items() if ds]
+    results = dict(_parallel(jobs, calls))
+    clean = results.pop(None, None)
+    runs = results
     rows = [_kill_row(f, bad, clean, runs.get(f.id)) for f in faults]
     return rows, clean
 
@@ -468,19 +525,13 @@ def _train_once(run: ImpactRun, variant: Variant, algo: str, steps: int, env_id:
     env.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     env.setdefault("MUJOCO_GL", "disable")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        run.status, run.error = "timeout", f"no result after {timeout:.0f} s"
-        run.seconds = time.perf_counter() - start
-        return run
+    returncode, _, stderr = _run_group(cmd, timeout, env=env)
     run.seconds = time.perf_counter() - start
+    if returncode is None:
+        run.status, run.error = "timeout", f"no result after {timeout:.0f} s"
+        return run
     summary_path = out / "summary.json"
-    if proc.returncode == 0 and summary_path.is_file():
+    if returncode == 0 and summary_path.is_file():
         value = json.loads(summary_path.read_text()).get("final_eval_return")
         if value is not None and np.isfinite(value):
             run.status, run.final_eval_return = "ok", float(value)
@@ -489,7 +540,7 @@ def _train_once(run: ImpactRun, variant: Variant, algo: str, steps: int, env_id:
         return run
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     run.status = "crashed"
-    run.error = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"
+    run.error = f"exit {returncode}: {lines[-1] if lines else 'no output'}"
     return run
 
 
@@ -608,11 +659,10 @@ def impact(
                 "runs": [asdict(r) for r in runs if r.status != "pending"],
             })
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_train_once, r, v, algo, steps, env_id, sets, timeout)
-                   for r, v in plan]
-        for done, fut in enumerate(as_completed(futures), 1):
-            r = fut.result()
+    calls = [lambda r=r, v=v: _train_once(r, v, algo, steps, env_id, sets, timeout)
+             for r, v in plan]
+    with closing(_parallel(jobs, calls)) as finished:  # closing: cleanup even on Ctrl-C here
+        for done, r in enumerate(finished, 1):
             value = f"{r.final_eval_return:.1f}" if r.status == "ok" else f"{r.status}: {r.error}"
             log(f"[impact] {done}/{len(runs)} {r.variant} seed {r.seed}: {value} "
                 f"({r.seconds:.0f} s)")
@@ -644,6 +694,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    _terminate_as_interrupt()
     faults = [BY_ID[i] for i in parse_faults(args.only)] if args.only else list(CATALOGUE)
     faults.sort(key=CATALOGUE.index)
 
@@ -661,6 +712,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_impact(args: argparse.Namespace) -> int:
+    _terminate_as_interrupt()
     result = impact(args.algo, args.seeds, args.steps, args.faults, args.out, args.jobs,
                     args.env, args.set, args.timeout)
     print(format_impact(result["rows"], result["title"]))
