@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlbench.fault_tools import kill_matrix, parse_junit, run_pytest
+from rlbench.fault_tools import _parallel, _run_group, kill_matrix, parse_junit, run_pytest
 from rlbench.faults import Fault
 
 FAULT = "os.environ.get('RLBENCH_FAULTS')"
@@ -151,3 +151,20 @@ def test_run_pytest_ignores_inherited_fault_env(project: Path, monkeypatch) -> N
 def test_parse_junit_missing_report_means_not_run(tmp_path: Path) -> None:
     assert parse_junit(tmp_path / "none.xml", ["a.py::test_x"]) == {"a.py::test_x": "not run"}
 
+
+
+def test_parallel_stopped_early_kills_running_children(tmp_path: Path) -> None:
+    """Ctrl-C/SIGTERM in verify or impact closes `_parallel`: running child process groups
+    (started in their own sessions, so they would not get the signal) must die with it."""
+    pids = [tmp_path / f"{i}.pid" for i in range(3)]
+    calls = [lambda: "quick"] + [
+        lambda f=f: _run_group(["sh", "-c", f"echo $$ > {f}; exec sleep 300"], 600) for f in pids
+    ]
+    results = _parallel(2, calls)
+    assert next(results) == "quick"
+    while not pids[0].exists():  # the first sleeper has started (the third is still queued)
+        time.sleep(0.05)
+    results.close()
+    started = [int(f.read_text()) for f in pids if f.exists() and f.read_text().strip()]
+    assert started and all(_gone(pid) for pid in started)
+    assert not pids[2].exists()  # queued work was cancelled, never started
