@@ -19,12 +19,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider
+	$(VENV)/bin/asv check --python=same
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rlbench tests benchmarks
 
+# `make bench` = one quick pass of every asv suite in .venv; `make bench ASV_ARGS=` for full
+# timings, `ASV_ARGS="--quick -b peers"` for the peer ratios. Results land in .asv/results.
+ASV_ARGS ?= --quick
 bench: $(STAMP)
-	$(VENV)/bin/asv run --python=same --quick
+	$(VENV)/bin/asv machine --yes > /dev/null
+	$(VENV)/bin/asv run --python=same --show-stderr $(ASV_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .asv
