@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 # Kept here (not imported from profiles) so `rlbench --help` does not import numpy/scipy;
 # tests/unit/test_curves_profiles.py checks it matches rlbench.curves.profiles.PROFILES.
@@ -24,7 +25,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         try:
             return write_reference(profile, args.write_reference, args.out, **common)
         except RuntimeError as exc:  # reference jobs failed: nothing written
-            print(f"rlbench: error: {exc}")
+            print(f"rlbench: error: {exc}", file=sys.stderr)
             return 3
     return nightly(profile, args.out, args.baseline, **common)
 

@@ -18,6 +18,7 @@ import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import resource
 import signal
 import time
 import traceback
@@ -52,6 +53,7 @@ def run_job(job: Job, run_dir: str | None) -> dict[str, Any]:
     a failing trainer becomes an "error" record with the traceback's tail)."""
     for key, value in THREAD_ENV.items():
         os.environ.setdefault(key, value)
+    cpu_start = _cpu_seconds()
     try:
         from rlbench.trainers import train
 
@@ -62,10 +64,18 @@ def run_job(job: Job, run_dir: str | None) -> dict[str, Any]:
         except ImportError:
             pass
         summary = train(job.algo, out_dir=run_dir, progress=False, **job.config_changes())
-        return JobRecord.from_summary(job, summary).to_dict()
+        record = JobRecord.from_summary(job, summary).to_dict()
     except Exception as exc:  # noqa: BLE001 — any trainer failure is this job's "error"
         tail = "".join(traceback.format_exception(exc)[-3:]).strip()
-        return JobRecord(job, ERROR, error=f"{type(exc).__name__}: {exc}\n{tail}").to_dict()
+        record = JobRecord(job, ERROR, error=f"{type(exc).__name__}: {exc}\n{tail}").to_dict()
+    # CPU time does not depend on how busy a shared machine is; wall time does.
+    return record | {"cpu_seconds": _cpu_seconds() - cpu_start}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (actor processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _child(job: Job, run_dir: str, result_path: str) -> None:

@@ -82,6 +82,7 @@ class JobRecord:
     wall_seconds: float | None = None
     sps: float | None = None
     error: str | None = None
+    cpu_seconds: float | None = None  # user+system CPU of the job and its child processes
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -107,7 +108,7 @@ class JobRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.job.to_dict(), "status": self.status, "steps": list(self.steps),
                 "returns": list(self.returns), "wall_seconds": self.wall_seconds,
-                "sps": self.sps, "error": self.error}
+                "sps": self.sps, "error": self.error, "cpu_seconds": self.cpu_seconds}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobRecord:
@@ -116,7 +117,7 @@ class JobRecord:
                   float(j.get("timeout_s", 3600.0)))
         return cls(job, d["status"], tuple(int(s) for s in d["steps"]),
                    tuple(float(r) for r in d["returns"]), d.get("wall_seconds"), d.get("sps"),
-                   d.get("error"))
+                   d.get("error"), d.get("cpu_seconds"))
 
 
 @dataclass(frozen=True, eq=False)

@@ -186,9 +186,13 @@ def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code
         sections.append(("Jobs that did not finish", [
             "Reported as such: these entries are neither passes nor regressions. "
             "`--resume` re-runs them."], (["entry", "seed", "status", "error"], problems), []))
-    timing = [[e.name, str(r.job.seed), r.status, _fmt(r.wall_seconds), _fmt(r.sps, 0)]
-              for e in entries for r in e.records]
-    sections.append(("Jobs", [], (["entry", "seed", "status", "wall s", "SPS"], timing), []))
+    timing = [[e.name, str(r.job.seed), r.status, _fmt(r.wall_seconds), _fmt(r.cpu_seconds),
+               _fmt(r.sps, 0)] for e in entries for r in e.records]
+    cpu = sum(r.cpu_seconds or 0.0 for e in entries for r in e.records)
+    sections.append(("Jobs", [
+        f"Total CPU time of the jobs: {cpu / 60:.1f} CPU-minutes (independent of machine load; "
+        "wall times on a shared machine are not)."],
+        (["entry", "seed", "status", "wall s", "CPU s", "SPS"], timing), []))
     return sections
 
 
