@@ -229,6 +229,10 @@ class QAgent:
         device: torch.device,
     ) -> None:
         self.config = config
+        if device.type == "cpu" and torch.get_num_threads() != config.torch_threads:
+            # Process-wide, but the agent is what knows its compute: on a busy 2-core box a
+            # 2-thread pool makes a small-MLP update ~50x slower than one thread.
+            torch.set_num_threads(config.torch_threads)
         self.obs_shape = tuple(obs_shape)
         self.obs_dim = int(np.prod(self.obs_shape))
         self.n_actions = int(n_actions)
@@ -434,8 +438,6 @@ def fit(
     at the end.
     """
     torch.manual_seed(config.seed)
-    if torch.get_num_threads() != config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
     rng = np.random.default_rng(config.seed)
     env = make(config.env_id, seed=config.seed)
