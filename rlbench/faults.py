@@ -130,7 +130,6 @@ CATALOGUE: tuple[Fault, ...] = (
         ("dqn", "iqn"),
         (
             "tests/unit/test_q_learning.py::test_batch_to_tensors_dtypes_and_device",
-            "tests/properties/test_q_learning_props.py::test_any_sane_numpy_dtypes_give_the_float32_loss",
         ),
     ),
     Fault(
