@@ -243,7 +243,10 @@ class ProcessGroup:
                 out += self._handle(self._receive(1.0))
                 if name not in self.results:
                     how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                    raise ChildProcessFailed(name, f"exited ({how}) without reporting a result")
+                    raise ChildProcessFailed(
+                        name, f"exited ({how}) without reporting a result; if it died while "
+                        "starting, its traceback is on stderr (spawn re-imports the main "
+                        "module: guard scripts with `if __name__ == '__main__':`)")
         return out
 
     def _receive(self, timeout: float) -> list[tuple[str, str, Any]]:

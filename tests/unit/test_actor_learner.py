@@ -61,7 +61,9 @@ def test_actor_learner_policy_lag_within_publish_interval(run) -> None:
     publishing it, so the bound is exactly publish_interval, with zero slack."""
     config, summary, _ = run
     assert 0 <= summary["policy_lag_mean"] <= summary["policy_lag_max"] <= config.publish_interval
-    assert summary["policy_lag_at_write_max"] >= summary["policy_lag_max"] - config.publish_interval
+    # At write time the learner can only have moved on: per transition, lag at write >= lag.
+    assert summary["policy_lag_at_write_max"] >= summary["policy_lag_max"]
+    assert summary["policy_lag_at_write_mean"] >= summary["policy_lag_mean"]
 
 
 def test_actor_learner_actors_hold_the_last_published_weights_and_epsilon(run) -> None:
