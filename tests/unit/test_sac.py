@@ -1,0 +1,190 @@
+"""The SAC trainer's loop: write-back, update counting, reward scaling, K = 1 equivalence,
+determinism, buffer diagnostics, config validation.
+
+Every trainer here uses one tiny configuration so the jitted functions (keyed on a static,
+hashable learner) compile once for the whole module.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from rlbench.buffers import JaxReplayBuffer
+from rlbench.config import SACConfig
+from rlbench.envs import make
+from rlbench.trainers import config_class
+from rlbench.trainers.sac_jax import SAC, act, updates_due
+from rlbench.types import Batch
+
+LEARNING_STARTS = 40
+K = 4
+TINY = SACConfig(
+    env_id="Pendulum-v1", hidden_sizes=(32, 32), batch_size=16, buffer_size=500,
+    learning_starts=LEARNING_STARTS, chunk_updates=K, total_steps=200, eval_interval=200,
+    eval_episodes=1, log_interval=100,
+)
+PROBE_OBS = np.linspace(-1.0, 1.0, 8 * 3, dtype=np.float32).reshape(8, 3)
+
+
+def _greedy_outputs(policy) -> np.ndarray:
+    return np.stack([policy(o) for o in PROBE_OBS])
+
+
+def _scanned_actor(sac: SAC):
+    """The actor as held in the learner's scanned state (not the modules)."""
+    model, _ = nnx.merge(sac.graphdef, sac.state)
+    return model.actor
+
+
+def test_sac_is_registered_with_its_config() -> None:
+    assert config_class("sac") is SACConfig
+    assert SACConfig().env_id == "dmc:cartpole-swingup" and SACConfig().reward_scale == 1.0
+
+
+def test_sac_write_back_acting_and_eval_use_the_scanned_actor() -> None:
+    sac = SAC(TINY)
+    sac.advance(LEARNING_STARTS + K - 2)  # K - 1 updates due: no chunk has run yet
+    assert sac.updates == 0
+    before = _greedy_outputs(sac.policy())
+    sac.advance(1)  # the K-th due update triggers the first chunk
+    assert sac.updates == K
+    after = _greedy_outputs(sac.policy())
+    assert not np.allclose(after, before, atol=1e-6), "evaluation still uses the pre-scan actor"
+    scanned = _scanned_actor(sac)
+    expected = np.stack([sac._to_env(np.asarray(scanned.greedy(jnp.asarray(o)))) for o in PROBE_OBS])
+    np.testing.assert_allclose(after, expected, rtol=1e-6, atol=1e-6)
+    # Acting reads the same parameters as evaluation.
+    for acting, scanned_leaf in zip(sac.actor_leaves, jax.tree.leaves(nnx.state(scanned))):
+        np.testing.assert_array_equal(np.asarray(acting), np.asarray(scanned_leaf))
+
+
+@pytest.mark.parametrize("utd_ratio", [1.0, 0.5])
+def test_sac_update_count_follows_the_schedule(utd_ratio: float) -> None:
+    config = TINY.replace(utd_ratio=utd_ratio)
+    sac = SAC(config)
+    counted = {}
+    for t in (1, LEARNING_STARTS - 1, LEARNING_STARTS, LEARNING_STARTS + 6, LEARNING_STARTS + 21):
+        sac.advance(t - sac.env_steps)
+        counted[t] = sac.updates
+        # The optimizers' own step counters agree with the loop's count.
+        _, opt = nnx.merge(sac.graphdef, sac.state)
+        assert int(opt.critic.step[...]) == int(opt.actor.step[...]) == sac.updates
+    # Written out by hand: floor(r·(t − learning_starts + 1)) due, run in whole chunks of K.
+    if utd_ratio == 1.0:
+        expected = {1: 0, 39: 0, 40: 0, 46: 4, 61: 20}
+    else:
+        expected = {1: 0, 39: 0, 40: 0, 46: 0, 61: 8}
+    assert counted == expected
+
+
+def test_updates_due_starts_at_learning_starts() -> None:
+    assert [updates_due(t, 10, 1.0) for t in (0, 9, 10, 11, 20)] == [0, 0, 1, 2, 11]
+    assert [updates_due(t, 10, 2.0) for t in (9, 10, 11)] == [0, 2, 4]
+
+
+def _critic_target_fn(sac: SAC):
+    @jax.jit
+    def target(state, batch, key):
+        model, _ = nnx.merge(sac.graphdef, state)
+        return sac.learner.critic_target(model, batch, key)
+
+    return target
+
+
+@pytest.mark.parametrize("reward_scale", [1.0, 3.0])
+def test_sac_critic_target_scales_the_raw_reward_exactly_once(reward_scale: float) -> None:
+    sac = SAC(TINY.replace(reward_scale=reward_scale))
+    rng = np.random.default_rng(0)
+    batch = Batch(
+        obs=rng.normal(size=(16, 3)).astype(np.float32),
+        action=rng.uniform(-1, 1, (16, 1)).astype(np.float32),
+        reward=rng.normal(size=16).astype(np.float32),
+        next_obs=rng.normal(size=(16, 3)).astype(np.float32),
+        terminated=np.arange(16) % 2 == 0,
+        truncated=np.zeros(16, bool),
+    )
+    target = _critic_target_fn(sac)
+    key = jax.random.key(3)
+    base = np.asarray(target(sac.state, batch, key))
+    shifted = np.asarray(target(sac.state, batch._replace(reward=batch.reward + 1.0), key))
+    # Same networks, same noise: the target moves by exactly reward_scale per unit of reward.
+    np.testing.assert_allclose(shifted - base, reward_scale, rtol=1e-5)
+    # Terminal rows carry no bootstrap: their target is the scaled raw reward itself.
+    np.testing.assert_allclose(base[::2], batch.reward[::2] * reward_scale, rtol=1e-6)
+
+
+def test_sac_buffer_holds_raw_transitions_and_logs_diagnostics() -> None:
+    sac = SAC(TINY)
+    sac.advance(LEARNING_STARTS + 10)
+    metrics = sac.train_metrics()
+    stats = metrics["buffer"]
+    assert stats["size"] == stats["total_writes"] == LEARNING_STARTS + 10
+    assert stats["zero_obs_fraction"] == 0.0  # Pendulum observations are never all zero
+    # Pendulum rewards are in [-16.3, 0]: stored raw, not pre-scaled.
+    assert -16.3 <= stats["reward_min"] < -1.0 and stats["reward_max"] <= 0.0
+    assert {"q_loss", "pi_loss", "alpha", "entropy", "updates"} <= metrics.keys()
+
+
+def test_sac_one_update_chunks_reproduce_the_classic_loop_exactly() -> None:
+    """K = 1: the chunked, staged, scanned loop equals a plain CleanRL-style loop
+    (act, step, add, sample, one update) built from the same parts."""
+    config = TINY.replace(chunk_updates=1)
+    steps = LEARNING_STARTS + 12
+    sac = SAC(config)
+    sac.advance(steps)
+
+    ref = SAC(config)  # only for its initial networks, keys and pure functions
+    graphdef, state, learner = ref.graphdef, ref.state, ref.learner
+    buffer = JaxReplayBuffer(config.buffer_size, (3,), (1,))
+    buffer_state = buffer.init()
+    env = make(config.env_id, seed=config.seed)
+    obs, _ = env.reset(seed=config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    @jax.jit
+    def one_update(state, buffer_state, key):
+        model, opt = nnx.merge(graphdef, state)
+        sample_key, step_key = jax.random.split(key)
+        learner.update_step(model, opt, buffer.sample(buffer_state, config.batch_size, sample_key), step_key)
+        return nnx.state((model, opt))
+
+    n_updates = 0
+    for t in range(steps):
+        if t < config.learning_starts:
+            action = rng.uniform(-1.0, 1.0, 1).astype(np.float32)
+        else:
+            model, _ = nnx.merge(graphdef, state)
+            leaves = jax.tree.leaves(nnx.state(model.actor))
+            action = np.asarray(act(ref.actor_graphdef, ref._actor_treedef, leaves, obs, ref.act_key, t))
+        next_obs, reward, terminated, truncated, _ = env.step(action * 2.0)  # Pendulum: [-2, 2]
+        buffer_state = buffer.add(buffer_state, obs, action, reward, next_obs, terminated, truncated)
+        if t + 1 >= config.learning_starts:
+            state = one_update(state, buffer_state, jax.random.fold_in(ref.update_key, n_updates))
+            n_updates += 1
+        obs = env.reset()[0] if terminated or truncated else next_obs
+
+    assert sac.updates == n_updates == steps - config.learning_starts + 1
+    for got, want in zip(jax.tree.leaves(sac.state), jax.tree.leaves(state)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+def test_sac_same_seed_same_run() -> None:
+    config = TINY.replace(total_steps=LEARNING_STARTS + 20, eval_interval=LEARNING_STARTS + 20)
+    first, second = SAC(config).run(), SAC(config).run()
+    assert first["eval_history"][-1]["returns"] == second["eval_history"][-1]["returns"]
+    assert first["updates"] == second["updates"] == 20
+    other = SAC(config.replace(seed=1)).run()
+    assert other["eval_history"][-1]["returns"] != first["eval_history"][-1]["returns"]
+
+
+def test_sac_rejects_discrete_actions_and_bad_config() -> None:
+    with pytest.raises(ValueError, match="continuous"):
+        SAC(TINY.replace(env_id="CartPole-v1"))
+    for bad in ({"tau": 0.0}, {"chunk_updates": 0}, {"reward_scale": 0.0}, {"gamma": 1.5},
+                {"hidden_sizes": ()}, {"utd_ratio": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TINY.replace(**bad)
