@@ -425,8 +425,15 @@ def bootstrap_diff_ci(
     return diff, float(ci.low), float(ci.high)
 
 
-def verdict(low: float, high: float) -> str:
-    """Plain-words reading of a CI of fault − clean."""
+MIN_SEEDS_FOR_VERDICT = 5
+"""Below this many seeds per group a percentile-bootstrap CI covers far less than 95%:
+the numbers are still shown, the verdict says "too few seeds"."""
+
+
+def verdict(low: float, high: float, n: int = MIN_SEEDS_FOR_VERDICT) -> str:
+    """Plain-words reading of a CI of fault − clean from `n` seeds per group."""
+    if n < MIN_SEEDS_FOR_VERDICT:
+        return "too few seeds"
     if high < 0:
         return "hurts"
     if low > 0:
@@ -471,6 +478,7 @@ class ImpactRun:
     seconds: float = 0.0
     error: str = ""
     out_dir: str = ""
+    env: str = ""  # the env the trainer actually used (from its summary)
 
 
 @dataclass
@@ -532,7 +540,8 @@ def _train_once(run: ImpactRun, variant: Variant, algo: str, steps: int, env_id:
         return run
     summary_path = out / "summary.json"
     if returncode == 0 and summary_path.is_file():
-        value = json.loads(summary_path.read_text()).get("final_eval_return")
+        summary = json.loads(summary_path.read_text())
+        value, run.env = summary.get("final_eval_return"), str(summary.get("env", ""))
         if value is not None and np.isfinite(value):
             run.status, run.final_eval_return = "ok", float(value)
             return run
@@ -567,7 +576,7 @@ def summarise_impact(runs: Sequence[ImpactRun], variants: Sequence[Variant]) -> 
             row.note = f"baseline {v.baseline} crashed: no comparison"
         elif base is not None and len(returns) >= 2:
             row.diff, row.ci_low, row.ci_high = bootstrap_diff_ci(returns, base.returns)
-            row.verdict = verdict(row.ci_low, row.ci_high)
+            row.verdict = verdict(row.ci_low, row.ci_high, min(len(returns), len(base.returns)))
     return list(rows.values())
 
 
@@ -669,8 +678,9 @@ def impact(
             save(None)
     rows = summarise_impact(runs, variants)
     save(rows)
-    title = (f"{algo} on {env_id or 'its default env'}: final eval return, fault − clean "
-             f"baseline; {seeds} seeds × {steps} steps, 95% bootstrap CI")
+    env_used = env_id or next((r.env for r in runs if r.env), "its default env")
+    title = (f"{algo} on {env_used}: final eval return, fault − clean baseline\n"
+             f"{seeds} seeds × {steps} steps; bar: mean Δ, whiskers: 95% bootstrap CI")
     plot_impact(rows, out / "impact.png", title)
     return {**meta, "rows": rows, "title": title, "out": str(out)}
 

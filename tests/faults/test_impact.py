@@ -31,6 +31,7 @@ def test_bootstrap_diff_ci_is_seeded_and_brackets_the_difference() -> None:
     diff, low, high = first
     assert diff == pytest.approx(sum(hurt) / 5 - sum(CLEAN) / 5)
     assert low <= diff <= high < 0 and verdict(low, high) == "hurts"
+    assert verdict(low, high, n=3) == "too few seeds"  # bootstrap CIs undercover at n < 5
 
 
 def test_bootstrap_diff_ci_identical_groups_straddle_zero() -> None:
