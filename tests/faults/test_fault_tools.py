@@ -168,3 +168,13 @@ def test_parallel_stopped_early_kills_running_children(tmp_path: Path) -> None:
     started = [int(f.read_text()) for f in pids if f.exists() and f.read_text().strip()]
     assert started and all(_gone(pid) for pid in started)
     assert not pids[2].exists()  # queued work was cancelled, never started
+
+
+@pytest.mark.parametrize("action", ["list", "verify", "impact"])
+def test_cli_faults_actions_have_help(action: str, capsys) -> None:
+    from rlbench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["faults", action, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: rlbench faults {action}" in capsys.readouterr().out

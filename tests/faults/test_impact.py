@@ -122,3 +122,21 @@ def test_impact_rejects_bad_input(monkeypatch, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=f"unset {ENV_VAR}"):
         impact("dqn", 5, 100, out=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+@pytest.mark.slow
+def test_impact_end_to_end_dqn_writes_results_and_reports_crashes(tmp_path: Path) -> None:
+    """Real `rlbench train` subprocesses (~1 min on a busy 2-core box, hence slow)."""
+    tiny = ["learning_starts=100", "eval_episodes=2", "buffer_size=1000"]
+    result = impact("dqn", 2, 400, "no-grad-clipping", tmp_path / "ok", jobs=2, sets=tiny,
+                    log=lambda s: None)
+    rows = {r.id: r for r in result["rows"]}
+    assert rows["clean"].status == rows["no-grad-clipping"].status == "ok"
+    assert rows["no-grad-clipping"].verdict == "too few seeds" and rows["clean"].returns
+    assert (tmp_path / "ok" / "impact.png").is_file()
+    assert (tmp_path / "ok" / "runs" / "no-grad-clipping" / "s1" / "summary.json").is_file()
+    # A run that dies (here: a config the trainer rejects) is "crashed", with its error.
+    bad = impact("dqn", 2, 400, "no-grad-clipping", tmp_path / "bad", jobs=2,
+                 sets=[*tiny, "batch_size=0"], log=lambda s: None)
+    assert [r.status for r in bad["rows"]] == ["crashed", "crashed"]
+    assert "batch_size" in bad["rows"][0].note
