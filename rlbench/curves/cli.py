@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# One single-threaded process per job; capped because every job holds a torch/JAX runtime
+# (~0.5 GB) in memory.
+DEFAULT_JOBS = max(1, min(os.cpu_count() or 1, 8))
 
 # Kept here (not imported from profiles) so `rlbench --help` does not import numpy/scipy;
 # tests/unit/test_curves_profiles.py checks it matches rlbench.curves.profiles.PROFILES.
@@ -53,7 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "per job (pip install 'rlbench[dist]')")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: a private local "
                                      "Ray instance)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="jobs run in parallel (default 1)")
+    p.add_argument("--jobs", "-j", type=int, default=DEFAULT_JOBS,
+                   help=f"jobs run in parallel, one process (one thread) each (default: CPU "
+                        f"count, at most 8: {DEFAULT_JOBS} here)")
     p.add_argument("--resume", action="store_true",
                    help="keep finished jobs already in --out and run only the rest (without "
                         "it, earlier job results in --out are discarded)")

@@ -314,6 +314,7 @@ def write_reference(
     ctx = ReportContext(
         title=f"rlbench reference + calibration — profile {profile.name}", profile=profile.name,
         rule=profile.rule, baseline=str(path), baseline_meta=meta, calibration=calibration,
+        reference_written=str(path),
         run={"started": started, "finished": _now(), "wall_seconds": wall, "executor": executor,
              "jobs": jobs, "n_jobs": len(suite), "resumed": reused, "machine": machine()},
     )

@@ -65,6 +65,7 @@ class ReportContext:
     baseline_meta: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)  # started, wall, executor, jobs, ...
+    reference_written: str | None = None  # set by --write-reference: no verdict to give
 
 
 def overall(entries: list[EntryResult]) -> tuple[str, int]:
@@ -142,8 +143,13 @@ def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code
     run = ctx.run
     meta = ctx.baseline_meta
     cal = ctx.calibration
+    headline = (
+        f"Reference written to `{ctx.reference_written}`. Below: each fault probe judged "
+        "against it (it should regress), the reference curves, and the rule's measured "
+        "false-alarm rate and power."
+        if ctx.reference_written else f"Verdict: **{verdict}** (exit status {code}).")
     lines = [
-        f"Verdict: **{verdict}** (exit status {code}).",
+        headline,
         f"Profile `{ctx.profile}`; executor {run.get('executor', '?')} with "
         f"{run.get('jobs', '?')} parallel job(s); {run.get('n_jobs', '?')} jobs "
         f"({run.get('resumed', 0)} reused by --resume); wall time {_fmt(run.get('wall_seconds'), 0)} s "
@@ -168,7 +174,8 @@ def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code
             f"real runs: A/A (same code, disjoint seed sets drawn from the reference pool; every "
             f"non-pass is a false alarm) and power (runs with a known fault vs clean reference "
             f"subsets). Trials reuse seeds from one pool, so the intervals understate the real "
-            f"uncertainty. Suite-level false-alarm chance with {k} entries "
+            f"uncertainty. Suite-level false-alarm chance with {k} "
+            f"entr{'y' if k == 1 else 'ies'} "
             f"<= 1-(1-{worst:.3f})^{k} = {_pct(1 - (1 - worst) ** k)}."
         )
         sections.append(("Rule and its measured error rates", rule_lines, None, []))
