@@ -311,8 +311,9 @@ def _kill_row(fault: Fault, bad: dict[str, str], clean: PytestRun | None,
         return KillResult(fault.id, False, (), False, 0.0,
                           note="no detectors: add fast failing tests to its catalogue row")
     notes = [f"{d}: {bad[d]}" for d in detectors if d in bad]
-    clean_outcomes = {d: "unusable" if d in bad else clean.outcomes[d] for d in detectors} \
-        if clean is not None else {}
+    clean_outcomes = (
+        {d: "unusable" if d in bad else clean.outcomes[d] for d in detectors} if clean else {}
+    )
     clean_passed = (
         clean is not None and not clean.timed_out
         and all(o == "passed" for o in clean_outcomes.values())
@@ -368,9 +369,8 @@ def kill_matrix(
     # The clean union run is the longest: first in the queue so it overlaps the rest.
     calls = [lambda: (None, job(None, union))] if union else []
     calls += [lambda fid=fid, ds=ds: (fid, job(fid, ds)) for fid, ds in usable.items() if ds]
-    results = dict(_parallel(jobs, calls))
-    clean = results.pop(None, None)
-    runs = results
+    runs = dict(_parallel(jobs, calls))
+    clean = runs.pop(None, None)
     rows = [_kill_row(f, bad, clean, runs.get(f.id)) for f in faults]
     return rows, clean
 
