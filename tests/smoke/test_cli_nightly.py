@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rlbench.cli import main
+
 RLBENCH = Path(sys.executable).with_name("rlbench")
 
 
@@ -62,26 +64,22 @@ def test_cli_nightly_write_reference_then_compare(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "content, message",
     [(None, "baseline file not found"), ("{not json", "not valid JSON"),
-     ('{"format": "rlbench.curves/1", "entries": {"x/CartPole-v1": {"algo": "x"}}}', "lacks")],
+     ('{"format": "rlbench.curves/1", "entries": {"x/CartPole-v1": {"algo": "x"}}}', "lacks"),
+     (json.dumps({"format": "rlbench.curves/1", "profile": "other", "entries": {
+         "iqn/CartPole-v1": {"algo": "iqn", "env": "CartPole-v1", "score_range": [0, 500],
+                             "seeds": [1, 2], "steps": [500], "returns": [[10.0], [12.0]]}}}),
+      "has no entry 'dqn/CartPole-v1'")],
 )
 def test_cli_nightly_bad_baseline_is_a_clear_error(
-    tmp_path: Path, content: str | None, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
 ) -> None:
+    # In-process (same argv as the shell; no interpreter start-up per case).
     path = tmp_path / "baseline.json"
     if content is not None:
         path.write_text(content)
-    result = _rlbench("nightly", "--profile", "smoke", "--baseline", str(path), "--out", "o",
-                      cwd=tmp_path)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    code = main(["nightly", "--profile", "smoke", "--baseline", str(path),
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
     assert not (tmp_path / "o" / "jobs").exists()  # failed before training anything
-
-
-def test_cli_nightly_baseline_without_the_profile_entry(tmp_path: Path) -> None:
-    path = tmp_path / "baseline.json"
-    path.write_text(json.dumps({"format": "rlbench.curves/1", "profile": "other", "entries": {
-        "iqn/CartPole-v1": {"algo": "iqn", "env": "CartPole-v1", "score_range": [0, 500],
-                            "seeds": [1, 2], "steps": [500], "returns": [[10.0], [12.0]]}}}))
-    result = _rlbench("nightly", "--profile", "smoke", "--baseline", str(path), "--out", "o",
-                      cwd=tmp_path)
-    assert result.returncode == 2 and "has no entry 'dqn/CartPole-v1'" in result.stderr
