@@ -3,6 +3,7 @@ drawn against the reference's band."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -49,7 +50,9 @@ def plot_curves(
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
-        fig.savefig(path, format="png")
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)  # atomic: a reader never sees half a PNG
     finally:
         plt.close(fig)
     return path
