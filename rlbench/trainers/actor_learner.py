@@ -57,7 +57,9 @@ from rlbench.trainers.q_learning import (
 )
 
 ACTOR_SEED_STRIDE = 1_000  # actor i's env and RNG seeds: seed + (i + 1) * stride
-IDLE_SLEEP_S = 2e-4  # a waiting process sleeps instead of spinning: 2 cores, 4 processes
+# A waiting process sleeps instead of spinning, backing off from 50 us to 2 ms: on a small
+# box every wake-up of a waiting actor is CPU taken from the learner that it waits for.
+MIN_IDLE_SLEEP_S, MAX_IDLE_SLEEP_S = 5e-5, 2e-3
 POLL_S = 0.05  # parent's message poll period
 
 
@@ -83,6 +85,23 @@ def weights_digest(arrays: Mapping[str, np.ndarray]) -> str:
 
 def _numpy_weights(agent: Any) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in agent.get_weights().items()}
+
+
+class Backoff:
+    """Sleeps that double while waiting goes on; `reset()` once there is work again."""
+
+    def __init__(self) -> None:
+        self.sleep_s = MIN_IDLE_SLEEP_S
+
+    def wait(self) -> float:
+        """Sleep once; return the seconds slept."""
+        t = time.perf_counter()
+        time.sleep(self.sleep_s)
+        self.sleep_s = min(2 * self.sleep_s, MAX_IDLE_SLEEP_S)
+        return time.perf_counter() - t
+
+    def reset(self) -> None:
+        self.sleep_s = MIN_IDLE_SLEEP_S
 
 
 @dataclass
@@ -134,6 +153,7 @@ class Learner:
         info: dict[str, float] = {}
         age_sum, age_n, wait_s, next_log = 0.0, 0, 0.0, c.log_interval
         t0 = time.perf_counter()
+        backoff = Backoff()
         while self.agent.updates < self.total_updates:
             if self.worker.should_stop():
                 break
@@ -141,10 +161,9 @@ class Learner:
             if self.agent.updates >= updates_due(steps, c):  # ahead of schedule: wait for actors
                 if steps - self.published_at >= self.publish_every_steps:
                     self.publish(steps)  # same weights, current epsilon
-                t = time.perf_counter()
-                time.sleep(IDLE_SLEEP_S)
-                wait_s += time.perf_counter() - t
+                wait_s += backoff.wait()
                 continue
+            backoff.reset()
             batch, versions = self.buffer.sample_with_versions(c.batch_size, self.rng)
             info = self.agent.update(batch)
             self.training_step += 1
@@ -209,6 +228,7 @@ class Actor:
         self.total_updates = updates_due(config.total_steps, config)
         # Actors pause while the learner is more than this many updates behind schedule.
         self.max_ahead = max(config.publish_interval, config.gradient_steps)
+        self.backoff = Backoff()
 
     # -- weights -----------------------------------------------------------------------
     def _load_latest(self) -> None:
@@ -228,9 +248,6 @@ class Actor:
     def _keep_epsilon(self, epsilon: float) -> None:
         pass
 
-    def _wait(self) -> None:
-        time.sleep(IDLE_SLEEP_S)
-
     # -- stepping ----------------------------------------------------------------------
     def _claim_step(self) -> int | None:
         """The next global env step for this actor, or None when training is over.
@@ -239,8 +256,9 @@ class Actor:
         while not self.worker.should_stop():
             ahead = updates_due(claimed.value + 1, c) - self.counters.learner_updates.value
             if ahead > self.max_ahead:
-                self._wait()
+                self.backoff.wait()
                 continue
+            self.backoff.reset()
             with claimed.get_lock():
                 if claimed.value >= c.total_steps:
                     return None
@@ -250,7 +268,7 @@ class Actor:
 
     def run(self) -> dict[str, Any]:
         while self.channel.seq < 0 and not self.worker.should_stop():
-            self._wait()  # the learner publishes its initial weights first
+            self.backoff.wait()  # the learner publishes its initial weights first
         lag_sum = lag_max = wlag_sum = wlag_max = steps = episodes = 0
         ep_return, ep_len = 0.0, 0
         obs, _ = self.env.reset()
@@ -277,7 +295,7 @@ class Actor:
                 obs, _ = self.env.reset()
         # Training is over: hold the learner's final publication, as a live actor would.
         while not self.counters.learner_finished.is_set() and not self.worker.should_stop():
-            self._wait()
+            self.backoff.wait()
         self.refresh()
         return {
             "steps": steps, "episodes": episodes,
