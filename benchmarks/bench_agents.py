@@ -110,6 +110,7 @@ class SACAct:
     def setup(self) -> None:
         self.sac = _sac(1)
         self.obs = np.asarray(self.sac._obs, np.float32)
+        self.time_act()  # compile the jitted actor (setup ran only uniform warm-up actions)
 
     def teardown(self) -> None:
         if hasattr(self, "sac"):  # setup may have skipped
