@@ -44,7 +44,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "nnx.update write-back of the scan's final state is dropped",
         "the scan loop's final state is written back; acting and eval use the latest actor",
         ("sac",),
-        (),
+        ("tests/unit/test_sac.py::test_sac_write_back_acting_and_eval_use_the_scanned_actor",),
     ),
     Fault(
         "reward-scale-mismatch", ANALYSIS, "#2",
@@ -52,14 +52,14 @@ CATALOGUE: tuple[Fault, ...] = (
         "reward_scale is an explicit config value (1.0 for swingup), applied once, in the TD "
         "target only; eval is raw",
         ("sac",),
-        (),
+        ("tests/unit/test_sac.py::test_sac_critic_target_scales_the_raw_reward_exactly_once",),
     ),
     Fault(
         "sample-before-warmup", ANALYSIS, "#3",
         "gradient updates start before learning_starts transitions exist",
         "no update before learning_starts; the update count follows the schedule exactly",
         ("sac",),
-        (),
+        ("tests/unit/test_sac.py::test_sac_update_count_follows_the_schedule",),
     ),
     Fault(
         "eval-truncation-ignored", ANALYSIS, "#4",
@@ -77,7 +77,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "the buffer samples indices in [0, capacity) while only `count` slots are filled",
         "indices are drawn from [0, count) only",
         ("sac", "dqn", "iqn"),
-        ("tests/unit/test_buffer.py::test_buffer_samples_only_filled_slots",),
+        ("tests/unit/test_buffer.py::test_buffer_samples_only_filled_slots",
+         "tests/unit/test_jax_buffer.py::test_jax_buffer_samples_only_filled_slots"),
     ),
     Fault(
         "buffer-drops-writes", ANALYSIS, "#6",
@@ -85,7 +86,9 @@ CATALOGUE: tuple[Fault, ...] = (
         "stays zeros",
         "the buffer validates itself: count, contents, and stats() show non-zero data",
         ("sac", "dqn", "iqn"),
-        ("tests/unit/test_buffer.py::test_buffer_stores_what_was_added",),
+        ("tests/unit/test_buffer.py::test_buffer_stores_what_was_added",
+         "tests/unit/test_jax_buffer.py::test_jax_buffer_stores_what_was_added",
+         "tests/unit/test_sac.py::test_sac_buffer_holds_raw_transitions_and_logs_diagnostics"),
     ),
     Fault(
         "stale-optimizer", MULTIPROC, "#1",
