@@ -118,7 +118,7 @@ class QLearningConfig(TrainConfig):
     """Discount factor of the TD target."""
     learning_rate: float = 1e-3
     """Adam learning rate (the schedule's factor multiplies it)."""
-    lr_schedule: str = "constant"
+    lr_schedule: str = "linear"
     """constant | linear | cosine over the planned number of updates (rlbench.schedules)."""
     lr_final_fraction: float = 0.1
     """Final LR as a fraction of learning_rate for the linear/cosine schedules."""

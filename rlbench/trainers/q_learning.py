@@ -331,13 +331,22 @@ class QAgent:
     def _leave_mode_as_is(self) -> None:
         pass  # FAULT eval-mode-training: whatever mode acting left the net in (eval) stays
 
+    def _grad_norm(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        grads = [p.grad for p in self.online.parameters() if p.grad is not None]
+        return grads, torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
     def _clip_grads(self) -> torch.Tensor:
-        return nn.utils.clip_grad_norm_(self.online.parameters(), self.config.max_grad_norm,
-                                        foreach=True)
+        """Scale all gradients by min(1, max_grad_norm / global_norm); return the norm.
+
+        What `nn.utils.clip_grad_norm_(foreach=True)` computes, without its per-call
+        device/dtype grouping: half the cost on a small MLP, and no host sync."""
+        grads, norm = self._grad_norm()
+        torch._foreach_mul_(grads, (self.config.max_grad_norm / (norm + 1e-6)).clamp_(max=1.0))
+        return norm
 
     def _measure_only(self) -> torch.Tensor:
         # FAULT no-grad-clipping: the norm is measured and logged but never applied.
-        return nn.utils.clip_grad_norm_(self.online.parameters(), math.inf, foreach=True)
+        return self._grad_norm()[1]
 
     def _set_lr(self) -> None:
         """LR for the next update: learning_rate × schedule factor at `self.updates`."""
@@ -423,6 +432,39 @@ def evaluate_agent(agent: QAgent, config: QLearningConfig) -> EvalResult:
 
 
 # -- the training loop -----------------------------------------------------------------------
+class PendingTransitions:
+    """Collects up to `capacity` transitions and writes them with one `add_batch`.
+
+    The buffer validates every write; doing that once per train_frequency steps instead of
+    once per step saves ~10 µs per env step (a tenth of a CleanRL-settings step). `fit`
+    flushes right before it samples, so updates see exactly the transitions sequential
+    `add` calls would have stored, in the same FIFO order.
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...]) -> None:
+        self.obs = np.zeros((capacity, *obs_shape), np.float32)
+        self.next_obs = np.zeros_like(self.obs)
+        self.action = np.zeros(capacity, np.int64)
+        self.reward = np.zeros(capacity, np.float64)  # the buffer casts and checks it
+        self.terminated = np.zeros(capacity, bool)
+        self.truncated = np.zeros(capacity, bool)
+        self.n = 0
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        i = self.n
+        if i == len(self.action):
+            raise ValueError("PendingTransitions is full: flush_into(buffer) first")
+        self.obs[i], self.action[i], self.reward[i] = obs, action, reward
+        self.next_obs[i], self.terminated[i], self.truncated[i] = next_obs, terminated, truncated
+        self.n = i + 1
+
+    def flush_into(self, buffer: ReplayBuffer) -> None:
+        n, self.n = self.n, 0
+        if n:
+            buffer.add_batch(self.obs[:n], self.action[:n], self.reward[:n], self.next_obs[:n],
+                             self.terminated[:n], self.truncated[:n])
+
+
 def fit(
     config: QLearningConfig,
     agent_cls: type[QAgent],
@@ -443,6 +485,7 @@ def fit(
     env = make(config.env_id, seed=config.seed)
     agent = make_agent(config, env, device, agent_cls)
     buffer = ReplayBuffer(config.buffer_size, agent.obs_shape, faults=config.faults)
+    pending = PendingTransitions(config.train_frequency, agent.obs_shape)
     epsilon = make_epsilon_schedule(config)
     recorder = RunRecorder(out_dir, algo, "torch", config)
     bar = Progress(config.total_steps, algo, enabled=progress)
@@ -456,7 +499,7 @@ def fit(
             eps = epsilon(step - 1)
             action = agent.act(obs, eps, rng)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            buffer.add(obs, action, reward, next_obs, terminated, truncated)
+            pending.add(obs, action, reward, next_obs, terminated, truncated)
             ep_return += float(reward)
             ep_len += 1
             obs = next_obs
@@ -467,6 +510,8 @@ def fit(
                 ep_return, ep_len = 0.0, 0
                 obs, _ = env.reset()
 
+            if step % config.train_frequency == 0:
+                pending.flush_into(buffer)  # the buffer is complete whenever we sample
             if step >= config.learning_starts and step % config.train_frequency == 0:
                 for _ in range(config.gradient_steps):
                     info = agent.update(buffer.sample(config.batch_size, rng))
@@ -485,6 +530,7 @@ def fit(
         raise
     finally:
         env.close()
+    pending.flush_into(buffer)
     summary = recorder.finish(
         config.total_steps,
         updates=agent.updates,
