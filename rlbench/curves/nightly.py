@@ -172,7 +172,10 @@ def _judge(entry: Entry, recs: list[JobRecord], reference: CurveSet, rule: Rule,
     if ERROR in statuses or INCOMPLETE in statuses:
         verdict = ERROR if ERROR in statuses else INCOMPLETE
         return EntryResult(entry.name, verdict, recs, cand, reference, note=note)
-    comparison = compare(cand, reference, rule)
+    try:
+        comparison = compare(cand, reference, rule)
+    except BaselineError as exc:  # e.g. the trainer's eval schedule changed: say so, per entry
+        return EntryResult(entry.name, ERROR, recs, cand, reference, note=note, error=str(exc))
     return EntryResult(entry.name, comparison.verdict, recs, cand, reference, comparison, note)
 
 
@@ -185,9 +188,9 @@ def check_baseline(profile: Profile, reference: Reference, path: Path) -> None:
                 f"{', '.join(reference.entries)}); regenerate it with --write-reference"
             )
         ref = reference.entries[entry.name]
-        want = {k: v for k, v in entry.job(0).to_dict()["changes"].items()}
-        have = json.loads(json.dumps(ref.changes))
-        if json.loads(json.dumps(want, default=list)) != have:
+        want = json.loads(json.dumps(entry.job(0).to_dict()["changes"], default=list))
+        have = json.loads(json.dumps(ref.changes, default=list))
+        if want != have:
             raise BaselineError(
                 f"baseline {path}: entry {entry.name!r} was made with {have}, the profile "
                 f"now runs {want}; regenerate the reference with --write-reference"

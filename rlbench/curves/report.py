@@ -38,6 +38,7 @@ class EntryResult:
     comparison: Comparison | None = None
     note: str = ""  # e.g. "fault probe: expected to regress"
     plot: str | None = None  # path relative to the report folder
+    error: str = ""  # why a finished entry could not be compared
 
     def problems(self) -> list[JobRecord]:
         return [r for r in self.records if r.status in (ERROR, INCOMPLETE)]
@@ -51,6 +52,7 @@ class EntryResult:
             "errors": {str(r.job.seed): r.error for r in self.problems()},
             "comparison": self.comparison.to_dict() if self.comparison else None,
             "plot": self.plot,
+            "error": self.error,
         }
 
 
@@ -189,6 +191,7 @@ def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code
                                 "the reference; faint lines are single seeds."], None, plots))
     problems = [[e.name, str(r.job.seed), r.status, (r.error or "").splitlines()[0][:200]]
                 for e in entries for r in e.problems()]
+    problems += [[e.name, "all", "error", e.error] for e in entries if e.error]
     if problems:
         sections.append(("Jobs that did not finish", [
             "Reported as such: these entries are neither passes nor regressions. "

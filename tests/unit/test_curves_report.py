@@ -126,3 +126,21 @@ def test_report_overall_precedence() -> None:
     assert overall([ok, crashed]) == ("error", EXIT_UNFINISHED)
     assert overall([bad, crashed]) == ("regressed", EXIT_REGRESSED)
     assert overall([ok, probe]) == ("pass", EXIT_OK)  # a fault probe regressing is expected
+
+
+def test_report_uncomparable_entry_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    # A trainer change that moves the eval schedule makes the finished curves incomparable
+    # with the reference: the entry says so, the rest of the report is still written.
+    from rlbench.curves.nightly import _judge
+    from rlbench.curves.profiles import Entry
+
+    entry = Entry("dqn", "CartPole-v1", (("total_steps", 20_000),))
+    reference = curve_set(0.6, 10, seed=1, first_seed=100)
+    longer = curve_set(0.6, 5, seed=2)
+    records = [JobRecord(entry.job(s), OK, tuple(int(x) * 2 for x in longer.steps),
+                         tuple(longer.returns[i])) for i, s in enumerate(longer.seeds)]
+    result = _judge(entry, records, reference, Rule())
+    assert result.verdict == ERROR and "different training budgets" in result.error
+    verdict, code = write_report(tmp_path, _ctx(), [result])
+    assert (verdict, code) == ("error", EXIT_UNFINISHED)
+    assert "different training budgets" in (tmp_path / "report.md").read_text()
