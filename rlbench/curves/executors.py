@@ -97,12 +97,20 @@ def _environ(defaults: dict[str, str]) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
-def _kill_group(proc: mp.process.BaseProcess) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):  # not yet its own group leader, or gone
-        proc.kill()
-    proc.join(5)
+def _kill_group(proc: mp.process.BaseProcess, grace_s: float = 5.0) -> None:
+    """Stop a job with everything it started: SIGTERM to its process group first (trainers
+    clean up their shared memory, and multiprocessing's resource tracker, which ignores
+    SIGTERM, unlinks what is left once the job exits), SIGKILL if it is still alive."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            # No such group: the job has not called setpgrp yet (or is gone already).
+            if proc.exitcode is None:
+                os.kill(proc.pid, sig)
+        proc.join(grace_s)
+        if proc.exitcode is not None:
+            break
 
 
 class LocalExecutor:
