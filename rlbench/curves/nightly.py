@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import signal
@@ -70,29 +71,49 @@ def _now() -> str:
 
 
 class JobProgress:
-    """`[nightly quick] 7/20 jobs (1 error)  elapsed 3m12s  eta 5m40s  last: ...` on stderr."""
+    """`[nightly quick] 7/20 jobs (1 failed)  elapsed 3m12s  eta 5m40s  last: ...` on stderr.
 
-    def __init__(self, label: str, total: int, done: int, enabled: bool = True) -> None:
-        self.label, self.total, self.done, self.enabled = label, total, done, enabled
-        self.resumed, self.errors, self.start = done, 0, time.monotonic()
+    Jobs differ in cost by 5x (DQN vs SAC), so the time left weighs every pending job by
+    the mean CPU time its entry's finished jobs took (all finished jobs' mean until one of
+    its entry has finished) and converts with the throughput observed so far.
+    """
+
+    def __init__(self, label: str, pending: Sequence[Job], done: int, enabled: bool = True) -> None:
+        self.label, self.pending, self.enabled = label, {j.id: j for j in pending}, enabled
+        self.total, self.done, self.resumed = len(pending) + done, done, done
+        self.errors, self.start = 0, time.monotonic()
+        self.cost: dict[str, list[float]] = {}  # entry -> CPU seconds of its finished jobs
+
+    def _weight(self, entry: str) -> float:
+        seen = self.cost.get(entry) or [c for costs in self.cost.values() for c in costs]
+        return sum(seen) / len(seen) if seen else 1.0
+
+    def eta(self) -> float:
+        finished = sum(self._weight(e) * len(c) for e, c in self.cost.items())
+        left = sum(self._weight(j.entry) for j in self.pending.values())
+        return (time.monotonic() - self.start) * left / finished if finished else math.inf
 
     def update(self, record: JobRecord) -> None:
         self.done += 1
         self.errors += record.status != OK
+        self.pending.pop(record.job.id, None)
+        cost = record.cpu_seconds or record.wall_seconds
+        if cost:
+            self.cost.setdefault(record.job.entry, []).append(cost)
         if not self.enabled:
             return
-        elapsed = time.monotonic() - self.start
-        finished_here = self.done - self.resumed
-        eta = elapsed / finished_here * (self.total - self.done)
         last = (f"final {record.returns[-1]:.1f}" if record.status == OK
                 else (record.error or "").splitlines()[0][:80] if record.error else "")
         print(f"[{self.label}] {self.done}/{self.total} jobs"
-              f"{f' ({self.errors} failed)' if self.errors else ''}  elapsed {_dur(elapsed)}  "
-              f"eta {_dur(eta)}  last: {record.job.entry} seed {record.job.seed} "
-              f"{record.status} {last}", file=sys.stderr, flush=True)
+              f"{f' ({self.errors} failed)' if self.errors else ''}  "
+              f"elapsed {_dur(time.monotonic() - self.start)}  eta {_dur(self.eta())}  "
+              f"last: {record.job.entry} seed {record.job.seed} {record.status} {last}",
+              file=sys.stderr, flush=True)
 
 
 def _dur(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}m{s:02d}s"
 
@@ -137,7 +158,7 @@ def run_jobs(
             records[job.id] = stored
     reused = len(records)
     pending = [j for j in jobs if j.id not in records]
-    bar = JobProgress(label, len(jobs), reused, progress)
+    bar = JobProgress(label, pending, reused, progress)
 
     def on_result(record: JobRecord) -> None:
         atomic_write_json(jobs_dir / f"{record.job.id}.json", record.to_dict())
