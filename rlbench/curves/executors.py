@@ -190,7 +190,10 @@ class RayExecutor:
                                       "runtime_env": {"env_vars": THREAD_ENV}}
             if self.address is None:
                 kwargs["num_cpus"] = self.jobs
-            ray.init(address=self.address, **kwargs)
+            try:
+                ray.init(address=self.address, **kwargs)
+            except ConnectionError as exc:  # --address given but no cluster answers there
+                raise ValueError(f"cannot reach a Ray cluster at --address {self.address}: {exc}") from None
         task = ray.remote(num_cpus=1, max_retries=0)(run_job)
         now = time.monotonic()
         # Ray does not say when a queued task starts; job i starts at the latest after
