@@ -24,12 +24,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rlbench tests benchmarks
 
-# `make bench` = one quick pass of every asv suite in .venv; `make bench ASV_ARGS=` for full
-# timings, `ASV_ARGS="--quick -b peers"` for the peer ratios. Results land in .asv/results.
+# `make bench` = one quick pass of every asv suite in .venv, recorded under HEAD's hash in
+# .asv/results; `make bench ASV_ARGS=` for full timings, `ASV_ARGS="--quick -b peers"` for
+# the peer ratios.
 ASV_ARGS ?= --quick
 bench: $(STAMP)
 	$(VENV)/bin/asv machine --yes > /dev/null
-	$(VENV)/bin/asv run --python=same --show-stderr $(ASV_ARGS)
+	$(VENV)/bin/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr $(ASV_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .asv
