@@ -1,9 +1,10 @@
 """SAC on the continuous probe environments: known critic values and greedy actions.
 
 Every probe shares observation and action shapes and one configuration, so the five runs
-share one compiled update. Seeds are fixed (0); the budgets leave a wide margin — in the
-measured runs every critic value lands well inside the 0.1 tolerance — so a pass/fail flip
-needs a real change in the learner, not noise.
+share one compiled update. Seeds are fixed (0) and a seeded run is deterministic, so these
+tests cannot flake on one machine; the thresholds keep a wide margin for other platforms.
+Measured (seed 0): every critic value within 0.01 of the known one (tolerance 0.1); greedy
+actions 0.78 on probe 4 (threshold 0.5, optimum 1) and ±0.92 on probe 5 (threshold 0.7).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def test_sac_probe3_discounted_soft_value() -> None:
 def test_sac_probe4_action_dependent_value_and_greedy_action() -> None:
     sac = _train("4")
     np.testing.assert_allclose(_q(sac, 0.0), np.broadcast_to(ACTIONS, (2, 7)), atol=0.1)
-    assert _greedy(sac, 0.0) > 0.7  # optimum +1
+    # Optimum +1; the entropy bonus (alpha > 0) keeps the greedy action short of the edge.
+    assert _greedy(sac, 0.0) > 0.5
 
 
 @pytest.fixture(scope="module")
