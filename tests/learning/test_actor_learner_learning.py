@@ -27,5 +27,8 @@ def test_actor_learner_dqn_two_actors_solves_cartpole(seed: int, tmp_path) -> No
     config = DQNConfig(seed=seed, total_steps=100_000, actors=2)
     summary = actor_learner.train(config, out_dir=tmp_path, progress=False)
     returns = [e["return_mean"] for e in summary["eval_history"]]
+    print(f"seed {seed}: eval returns {returns}; policy lag mean "
+          f"{summary['policy_lag_mean']:.2f} max {summary['policy_lag_max']}; "
+          f"sps {summary['sps']:.0f} (stepping {summary['sps_stepping']:.0f})")
     assert max(returns) >= THRESHOLD, f"seed {seed}: eval returns {returns}"
     assert summary["policy_lag_max"] <= config.publish_interval
