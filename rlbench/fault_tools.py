@@ -43,6 +43,9 @@ KILL_MATRIX_TEST = "tests/faults/test_kill_matrix.py"
 DEFAULT_TIMEOUT_S = 300.0
 """Per-pytest-process limit in `verify`; detectors are meant to take seconds."""
 
+CLEAN_TIMEOUT_FACTOR = 3
+"""The clean run executes every detector in one process: it gets this many times the limit."""
+
 
 def project_root() -> Path:
     """The checkout that holds `tests/` (detector node ids are relative to it)."""
@@ -361,7 +364,8 @@ def kill_matrix(
     union = list(dict.fromkeys(d for ds in usable.values() for d in ds))
 
     def job(fault_id: str | None, nodeids: list[str]) -> PytestRun:
-        run = run_pytest(nodeids, root, fault_id, timeout)
+        limit = timeout if fault_id else timeout * CLEAN_TIMEOUT_FACTOR
+        run = run_pytest(nodeids, root, fault_id, limit)
         if on_result is not None:
             on_result(fault_id or "clean", run)
         return run
@@ -755,7 +759,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--only", metavar="ID,...", help="only these faults")
     q.add_argument("--jobs", type=int, default=2, help="pytest processes at once (default 2)")
     q.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                   help=f"seconds per pytest process; a timeout is not a kill "
+                   help=f"seconds per fault-on pytest process, {CLEAN_TIMEOUT_FACTOR}x for "
+                   f"the clean run over all detectors; a timeout is not a kill "
                    f"(default {DEFAULT_TIMEOUT_S:.0f})")
     q.set_defaults(func=cmd_verify)
 
