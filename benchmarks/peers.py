@@ -14,7 +14,8 @@ the number to trust on a busy shared machine. ``track_speedup_end_to_end`` keeps
 costs: the long run's steps / wall time.
 
 Equal settings: the same env, batch size, buffer size, learning rate, discount, replay ratio
-(train frequency × gradient steps), target-update period (converted to the peer's env-step
+and its grouping (DQN: train frequency × gradient steps; SAC: rlbench's K-update chunks are
+the peers' train_freq = gradient_steps = K), target-update period (converted to the peer's env-step
 units), exploration schedule, learning_starts and budget, hidden widths; one CPU thread for
 torch and XLA on both sides (benchmarks._common.THREADS). Differences the peers do not let us
 remove: sbx DQN has no gradient clipping and uses equal hidden widths (120, 120 for rlbench's
@@ -73,12 +74,14 @@ def peer_kwargs(algo: str, peer: str, c: Any) -> dict[str, Any]:
         if peer == "sb3":
             kwargs["max_grad_norm"] = c.max_grad_norm
         return kwargs
-    # SAC: one update per env step (utd_ratio 1), learned temperature from init_alpha.
+    # SAC: utd_ratio 1 in chunks of K = chunk_updates, i.e. the peers' "collect K steps, then
+    # K gradient steps" (same updates, same data, same policy lag); learned temperature.
     if c.utd_ratio != 1.0:
         raise ValueError(f"peers compare SAC at utd_ratio 1, got {c.utd_ratio}")
     return dict(
         learning_rate=c.policy_lr, buffer_size=c.buffer_size, learning_starts=c.learning_starts,
-        batch_size=c.batch_size, tau=c.tau, gamma=c.gamma, train_freq=1, gradient_steps=1,
+        batch_size=c.batch_size, tau=c.tau, gamma=c.gamma,
+        train_freq=c.chunk_updates, gradient_steps=c.chunk_updates,
         ent_coef=f"auto_{c.init_alpha}" if c.autotune else c.init_alpha,
         target_entropy="auto" if c.target_entropy is None else c.target_entropy,
         policy_kwargs=dict(net_arch=list(c.hidden_sizes)),
