@@ -190,6 +190,9 @@ class RayExecutor:
                 "--executor ray needs Ray: pip install 'rlbench[dist]' -c constraints.txt"
             ) from None
         started_here = not ray.is_initialized()
+        # ray.init installs its own SIGTERM/SIGINT handlers in this process and shutdown
+        # leaves them there; restore ours so Ctrl-C/SIGTERM handling outlives the run.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         if started_here:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "runtime_env": {"env_vars": THREAD_ENV}}
@@ -225,6 +228,8 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if started_here:
                 ray.shutdown()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
 
 
 def make_executor(kind: str, jobs: int = 1, address: str | None = None) -> Executor:
