@@ -299,7 +299,8 @@ class SAC:
         self.updates = 0
         self.episodes = 0
         self.last_metrics: dict[str, jax.Array] = {}
-        self._obs, _ = self.env.reset(seed=config.seed)
+        first_obs, _ = self.env.reset(seed=config.seed)
+        self._obs = np.asarray(first_obs, np.float32).reshape(-1)
         self._episode_return, self._episode_length = 0.0, 0
         self.recent_returns: list[float] = []
 
