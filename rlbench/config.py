@@ -205,8 +205,6 @@ class DQNConfig(QLearningConfig):
 class IQNConfig(QLearningConfig):
     """IQN (Dabney et al., 2018): quantile fractions embedded with cosines."""
 
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """psi (state embedding) width, then the widths after psi ⊙ phi (runs once per quantile)."""
     n_quantiles: int = 8
     """N: quantile fractions sampled for the online net in the loss (the paper finds N = 8
     as good as 64 on Atari; the per-quantile head dominates the update cost)."""

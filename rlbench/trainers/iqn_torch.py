@@ -28,7 +28,8 @@ class IQNNetwork(nn.Module):
     """(obs [B, *obs_shape], taus [B, N]) → quantile values [B, N, n_actions].
 
     The first hidden layer is the state embedding psi; the cosine embedding phi has the
-    same width; the remaining hidden layers and the output layer act on psi ⊙ phi.
+    same width; the remaining hidden layers and the output layer act on psi ⊙ phi (with the
+    default (120, 84): psi and phi 120 wide, then 84, then one output per action).
     """
 
     def __init__(self, obs_dim: int, n_actions: int, config: QLearningConfig, n_cos: int):
