@@ -581,6 +581,9 @@ def summarise_impact(runs: Sequence[ImpactRun], variants: Sequence[Variant]) -> 
         elif base is not None and len(returns) >= 2:
             row.diff, row.ci_low, row.ci_high = bootstrap_diff_ci(returns, base.returns)
             row.verdict = verdict(row.ci_low, row.ci_high, min(len(returns), len(base.returns)))
+            if returns == base.returns:
+                # Same seed, same machine → same run: the fault changed nothing at all here.
+                row.note = "every seed identical to the baseline: the fault's code path had no effect"
     return list(rows.values())
 
 

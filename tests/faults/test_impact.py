@@ -76,6 +76,7 @@ def test_summarise_impact_compares_each_fault_with_its_own_baseline() -> None:
     rows = {r.id: r for r in summarise_impact(runs, variants)}
     assert rows["stale-actor-weights"].diff == 0.0  # not 100 - 489: same setup, fault off
     assert rows["no-lr-schedule"].diff == 0.0
+    assert "every seed identical" in rows["stale-actor-weights"].note
     crashed_base = summarise_impact(_runs("clean", [None, 1.0]) + _runs("x", [1.0, 2.0]),
                                     [Variant("clean", None), Variant("x", "x", (), "clean")])
     assert crashed_base[1].diff is None and "baseline clean crashed" in crashed_base[1].note
