@@ -13,7 +13,8 @@ lock is cheap next to an env step plus a forward pass. Lock waits time out with 
 instead of hanging if a process died while holding it.
 
 Lifetime: the creating process owns the segment. `with SharedReplayBuffer(...) as buf:` (or
-`buf.unlink()` in a `finally`) removes it; a finalizer removes it at interpreter exit as a
+`buf.close()` in a `finally`) removes it, and `unlink()` removes the name early, once every
+process has attached; a finalizer removes it at interpreter exit as a
 last resort, and multiprocessing's resource tracker removes it if the owner is killed.
 Pickling a buffer (e.g. as a `Process` argument under spawn) sends the segment name; the
 child attaches to the same memory and calls `close()` when done.
@@ -90,6 +91,16 @@ class SharedArrays:
         """Unmap this process's view; the owner also unlinks the segment. Idempotent."""
         self.arrays = {}
         self._finalizer()
+
+    def unlink(self) -> None:
+        """Owner only: remove the segment's name now. Processes that already attached keep
+        the memory (the OS frees it when the last one unmaps), and nothing is left in
+        /dev/shm even if every process is then SIGKILLed. Nobody can attach afterwards."""
+        if self.owner:
+            try:
+                self._shm.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def _release(shm: shared_memory.SharedMemory, unlink: bool) -> None:
@@ -174,6 +185,10 @@ class SharedReplayBuffer:
         """Detach this process (and unlink the segment if this process created it)."""
         self._data, self._version, self._header = {}, None, None
         self._segment.close()
+
+    def unlink(self) -> None:
+        """Remove the segment's name once every process has attached (see `SharedArrays`)."""
+        self._segment.unlink()
 
     def __enter__(self) -> SharedReplayBuffer:
         return self

@@ -24,7 +24,8 @@
   the actor stepped the env, which depends on scheduling and has no hard bound.
 * **Failures.** Any child exception reaches the parent as `ChildProcessFailed` with the
   child's traceback (`multiproc.ProcessGroup`); Ctrl-C / SIGTERM / errors stop every child;
-  the shared segments are unlinked on every exit path.
+  the shared segments are unlinked on every exit path, and as soon as every child has
+  attached (the memory lives on until the last process exits), so even SIGKILL leaks none.
 * Actors act on the CPU (one observation at a time); the learner uses `config.device`.
   Runs are seeded but, being asynchronous, not bit-for-bit reproducible.
 """
@@ -363,8 +364,16 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
 
             next_eval = config.eval_interval
             first_step_at = None  # start-up of the children excluded from `sps_stepping`
+            unlinked = False
             while group.running:
-                for _, kind, payload in group.poll(POLL_S):
+                messages = group.poll(POLL_S)
+                if not unlinked and group.all_started:
+                    # Everyone is attached: drop the names now, so that not even a SIGKILL
+                    # of the whole process group can leave a segment in /dev/shm.
+                    buffer.unlink()
+                    channel.unlink()
+                    unlinked = True
+                for _, kind, payload in messages:
                     if kind == "episode":
                         episodes += 1
                         recent.append(payload["ret"])

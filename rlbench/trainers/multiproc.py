@@ -79,6 +79,10 @@ class WeightChannel:
         self._meta = None
         self._segment.close()
 
+    def unlink(self) -> None:
+        """Remove the segment's name once every process has attached (see `SharedArrays`)."""
+        self._segment.unlink()
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
@@ -173,6 +177,7 @@ def _child_main(name: str, target: Callable[..., Any], args: tuple, msg_queue: A
 
         torch.set_num_threads(torch_threads)  # N processes x M threads oversubscribe small boxes
     worker = Worker(name, msg_queue, stop, parent_pid)
+    worker.send("started")  # its arguments are unpickled: shared memory is attached
     try:
         result = target(worker, *args)
     except BaseException as exc:  # noqa: BLE001 - everything goes to the parent
@@ -199,6 +204,7 @@ class ProcessGroup:
         self._stop = self.ctx.Event()
         self.procs: dict[str, Any] = {}
         self.results: dict[str, Any] = {}
+        self.started: set[str] = set()
         self._old_sigterm: Any = None
 
     def __enter__(self) -> ProcessGroup:
@@ -225,6 +231,11 @@ class ProcessGroup:
         self.procs[name] = proc
 
     @property
+    def all_started(self) -> bool:
+        """Every child has unpickled its arguments (attached to shared memory)."""
+        return self.started == set(self.procs)
+
+    @property
     def running(self) -> list[str]:
         """Children that have not reported a result yet."""
         return [n for n in self.procs if n not in self.results]
@@ -233,7 +244,7 @@ class ProcessGroup:
         """Messages from children (waiting up to `timeout` for the first).
 
         Raises `ChildProcessFailed` if a child reported an error or exited without a result.
-        "done" messages are stored in `results`, not returned.
+        "done" messages are stored in `results` and "started" ones in `started`, not returned.
         """
         out = self._handle(self._receive(timeout))
         for name in self.running:
@@ -266,6 +277,8 @@ class ProcessGroup:
                 raise ChildProcessFailed(name, payload["error"], payload["traceback"])
             if kind == "done":
                 self.results[name] = payload
+            elif kind == "started":
+                self.started.add(name)
             else:
                 out.append((name, kind, payload))
         return out

@@ -31,6 +31,10 @@ def _spawned_children(pid: int) -> list[int]:
     return kids
 
 
+def _segments(pid: int) -> list[str]:
+    return [n for n in os.listdir("/dev/shm") if n.startswith(f"rlbench_{pid}_")]
+
+
 def _alive(pid: int) -> bool:
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -52,6 +56,11 @@ def test_cli_train_dqn_actors_sigint_stops_children_and_unlinks_segments(tmp_pat
         while proc.poll() is None and not (metrics.exists() and '"episode"' in metrics.read_text()):
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()[1]
+        # Once every child has attached, the names are gone while the run goes on: not even
+        # a SIGKILL of the whole process group could leave a segment behind.
+        while _segments(proc.pid):
+            time.sleep(0.2)
+        assert proc.poll() is None
         children = _spawned_children(proc.pid)
         assert len(children) == 3  # learner + 2 actors
         proc.send_signal(signal.SIGINT)
@@ -60,6 +69,6 @@ def test_cli_train_dqn_actors_sigint_stops_children_and_unlinks_segments(tmp_pat
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and "interrupted" in err, err
-    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"rlbench_{proc.pid}_")]
+    assert not _segments(proc.pid)
     assert not [pid for pid in children if _alive(pid)]
     assert not (tmp_path / "summary.json").exists()

@@ -106,6 +106,17 @@ def test_shared_buffer_attached_copy_sees_the_same_memory(shared) -> None:
     assert buf.segment_name in _segments()
 
 
+def test_shared_buffer_early_unlink_keeps_memory_for_attached_views(shared) -> None:
+    buf = shared(4, (2,))
+    attached = pickle.loads(pickle.dumps(buf._segment))
+    buf.unlink()  # the name goes; both mappings stay valid
+    assert buf.segment_name not in _segments()
+    _fill(buf, 2)
+    np.testing.assert_array_equal(attached["reward"][:2], [1, 2])
+    attached.close()
+    buf.close()  # unlinking again is harmless
+
+
 def test_shared_buffer_unlinks_segment_on_close_and_on_error() -> None:
     with SharedReplayBuffer(4, (2,)) as buf:
         name = buf.segment_name
