@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(VENV)/bin/rlbench eval --episodes 3
 
+# The fault kill matrix (`rlbench faults verify`) runs here, once: its pytest twin,
+# tests/faults/test_kill_matrix.py, is marked slow so the default pytest run skips it.
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider
+	$(VENV)/bin/rlbench faults verify
 	$(VENV)/bin/asv check --python=same
 
 lint: $(STAMP)
