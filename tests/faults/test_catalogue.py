@@ -22,13 +22,16 @@ FAULT_ID = re.compile(r"^[a-z]+(-[a-z]+)+$")
 
 
 def _fault_table(markdown: str) -> dict[str, str]:
-    """id → source cell of the table under the '## Fault catalogue' heading."""
+    """id → source cell of the first table headed `| id | source |` under the
+    '## Fault catalogue' heading (later tables there, e.g. impact results, are not it)."""
     match = re.search(r"^##+ Fault catalogue.*?$(.*?)(?=^## |\Z)", markdown, re.M | re.S | re.I)
     assert match, "no '## Fault catalogue' section"
+    table = re.search(r"^\| *id *\| *source *\|.*?$(.*?)(?=^[^|]|\Z)", match.group(1), re.M | re.S)
+    assert table, "no table headed '| id | source |' in the fault catalogue section"
     rows = {}
-    for line in match.group(1).splitlines():
+    for line in table.group(1).splitlines():
         cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
-        if line.lstrip().startswith("|") and len(cells) >= 2 and FAULT_ID.match(cells[0]):
+        if len(cells) >= 2 and FAULT_ID.match(cells[0]):
             rows[cells[0]] = cells[1]
     return rows
 
