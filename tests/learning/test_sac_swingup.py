@@ -2,11 +2,11 @@
 
 Threshold: mean final evaluation return >= 800 at 100k env steps, averaged over seeds 0, 1, 2
 (10 evaluation episodes of 1000 steps each, raw returns). Reference: state-based SAC reaches
-812 ± 45 at 100k in the DrQ paper's table; converged swingup policies score ~850-880, and a
-run that has not learnt the swing-up balance stays below ~400. Averaging three seeds'
-10-episode means makes the verdict a mean of 30 full episodes, so a learning trainer fails
-only if all three seeds are slow at once; a broken one (a fault from the catalogue, a wrong
-target) cannot reach 800 at all.
+812 ± 45 at 100k in the DrQ paper's table. Measured here (default config, seed 0): 855.6 at
+100k, and >= 845 at every evaluation from 60k on (586.7 at 40k, 708.2 at 50k) — the policy
+has converged well before the verdict, so the margin is the plateau (~850) against 800.
+Averaging three seeds' 10-episode means makes the verdict a mean of 30 full episodes; it
+fails only if the seeds are slow together, which is what a regression looks like.
 """
 
 from __future__ import annotations
