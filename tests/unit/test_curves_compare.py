@@ -44,7 +44,7 @@ def test_compare_aa_passes() -> None:
     candidate = curve_set(0.6, 5, seed=2)
     result = compare(candidate, reference)
     assert result.verdict == PASS
-    assert set(result.scores) == {"final", "auc"}
+    assert set(result.scores) == {"final", "auc"}  # both shown, the rule's decide
     for score in result.scores.values():
         assert score.poi.low <= 0.5 <= score.poi.high or abs(score.difference.point) <= 0.1
 
@@ -56,8 +56,9 @@ def test_compare_injected_fault_regresses() -> None:
     faulty = curve_set(0.25, 5, seed=3)
     result = compare(faulty, reference)
     assert result.verdict == REGRESSED
-    assert result.scores["final"].poi.high < 0.5
-    assert result.scores["final"].difference.point < -0.1
+    assert result.scores["auc"].poi.high < 0.5
+    assert result.scores["auc"].difference.point < -0.1
+    assert result.scores["final"].verdict == "info"  # shown, does not decide
 
 
 def test_compare_clearly_better_improves() -> None:
@@ -71,7 +72,7 @@ def test_compare_small_shift_below_min_effect_passes() -> None:
     # the interval alone; the practical-effect gate keeps it from raising an alarm.
     reference = curve_set(0.6, 10, seed=1, spread=0.0, first_seed=100)
     shifted = curve_set(0.57, 5, seed=1, spread=0.0)
-    result = compare(shifted, reference)
+    result = compare(shifted, reference, Rule(scores=("final", "auc")))
     assert result.scores["final"].poi.high < 0.5
     assert result.verdict == PASS
 
@@ -128,8 +129,8 @@ def test_rule_rejects_bad_parameters(kwargs: dict, match: str) -> None:
 
 
 def test_rule_bonferroni_splits_confidence_over_scores() -> None:
-    assert Rule().score_confidence == pytest.approx(0.975)
-    assert Rule(scores=("auc",)).score_confidence == pytest.approx(0.95)
+    assert Rule(scores=("final", "auc")).score_confidence == pytest.approx(0.975)
+    assert Rule().score_confidence == pytest.approx(0.95)
 
 
 def test_verdict_rates_aa_false_alarms_are_rare() -> None:
