@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/rlbench eval --episodes 3
+	$(VENV)/bin/rlbench nightly --profile quick --out runs/nightly
 
 # The fault kill matrix (`rlbench faults verify`) runs here, once: its pytest twin,
 # tests/faults/test_kill_matrix.py, is marked slow so the default pytest run skips it.
