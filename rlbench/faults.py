@@ -78,6 +78,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "indices are drawn from [0, count) only",
         ("sac", "dqn", "iqn"),
         ("tests/unit/test_buffer.py::test_buffer_samples_only_filled_slots",
+         "tests/unit/test_shared_buffer.py::test_shared_buffer_samples_only_filled_slots",
          "tests/unit/test_jax_buffer.py::test_jax_buffer_samples_only_filled_slots"),
     ),
     Fault(
@@ -87,6 +88,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "the buffer validates itself: count, contents, and stats() show non-zero data",
         ("sac", "dqn", "iqn"),
         ("tests/unit/test_buffer.py::test_buffer_stores_what_was_added",
+         "tests/unit/test_shared_buffer.py::test_shared_buffer_stores_what_was_added",
          "tests/unit/test_jax_buffer.py::test_jax_buffer_stores_what_was_added",
          "tests/unit/test_sac.py::test_sac_buffer_holds_raw_transitions_and_logs_diagnostics"),
     ),
@@ -114,7 +116,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "the learner's step counter is never initialised, so the learner process dies",
         "counter initialised; a dying child raises a clear error in the parent, never a hang",
         ("dqn", "iqn"),
-        (),
+        ("tests/unit/test_actor_learner.py::test_actor_learner_run_finishes_on_the_single_process_schedule",),
         setup=("actors=2",),
     ),
     Fault(
@@ -150,7 +152,10 @@ CATALOGUE: tuple[Fault, ...] = (
         "actors never pick up published weights",
         "actors refresh on every new version; policy lag bounded by publish_interval",
         ("dqn", "iqn"),
-        (),
+        (
+            "tests/unit/test_actor_learner.py::test_actor_learner_policy_lag_within_publish_interval",
+            "tests/unit/test_actor_learner.py::test_actor_learner_actors_hold_the_last_published_weights_and_epsilon",
+        ),
         setup=("actors=2",),
     ),
     Fault(
@@ -158,7 +163,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "the learner decays epsilon but actors keep the old one",
         "epsilon travels with the weights",
         ("dqn", "iqn"),
-        (),
+        ("tests/unit/test_actor_learner.py::test_actor_learner_actors_hold_the_last_published_weights_and_epsilon",),
         setup=("actors=2",),
     ),
     Fault(

@@ -34,14 +34,26 @@ def _segments() -> set[str]:
 def run(tmp_path_factory):
     config = DQNConfig(**TINY)
     out = tmp_path_factory.mktemp("actor_learner")
-    summary = actor_learner.train(config, out_dir=out, progress=False)
+    try:
+        summary = actor_learner.train(config, out_dir=out, progress=False)
+    except ChildProcessFailed as exc:
+        # Kept, not raised: a crash here must fail the tests that use the run (in their
+        # bodies), not error their set-up — the kill matrix counts only failures as kills.
+        summary = exc
+    return config, summary, out
+
+
+def _finished(run) -> tuple:
+    config, summary, out = run
+    if isinstance(summary, ChildProcessFailed):
+        pytest.fail(f"the actor/learner run died: {summary}")
     return config, summary, out
 
 
 @pytest.mark.timeout(300)
 def test_actor_learner_run_finishes_on_the_single_process_schedule(run) -> None:
     """Detector for step-counter-missing: the learner must live to the end of the run."""
-    config, summary, out = run
+    config, summary, out = _finished(run)
     assert summary["steps"] == config.total_steps
     assert sum(a["steps"] for a in summary["actor_results"]) == config.total_steps
     assert summary["buffer"]["total_writes"] == config.total_steps
@@ -59,7 +71,7 @@ def test_actor_learner_policy_lag_within_publish_interval(run) -> None:
     """Detector for stale-actor-weights. Lag = learner updates (read just before the actor
     refreshes) minus the version it then acts with; the learner announces an update before
     publishing it, so the bound is exactly publish_interval, with zero slack."""
-    config, summary, _ = run
+    config, summary, _ = _finished(run)
     assert 0 <= summary["policy_lag_mean"] <= summary["policy_lag_max"] <= config.publish_interval
     # At write time the learner can only have moved on: per transition, lag at write >= lag.
     assert summary["policy_lag_at_write_max"] >= summary["policy_lag_max"]
@@ -69,7 +81,7 @@ def test_actor_learner_policy_lag_within_publish_interval(run) -> None:
 def test_actor_learner_actors_hold_the_last_published_weights_and_epsilon(run) -> None:
     """Detector for stale-actor-weights and epsilon-not-published: at the end every actor
     holds exactly the learner's final publication, whose epsilon has decayed to the minimum."""
-    config, summary, _ = run
+    config, summary, _ = _finished(run)
     learner = summary["learner"]
     assert learner["epsilon"] == config.epsilon_min == summary["final_epsilon"]
     for actor in summary["actor_results"]:
@@ -79,7 +91,7 @@ def test_actor_learner_actors_hold_the_last_published_weights_and_epsilon(run) -
 
 
 def test_actor_learner_transitions_carry_policy_versions(run) -> None:
-    _, summary, _ = run
+    _, summary, _ = _finished(run)
     buffer = summary["buffer"]
     assert buffer["version_min"] == 0  # warm-up transitions come from the initial weights
     assert 0 < buffer["version_max"] <= summary["updates"]
@@ -87,12 +99,13 @@ def test_actor_learner_transitions_carry_policy_versions(run) -> None:
 
 
 def test_actor_learner_children_run_one_torch_thread(run) -> None:
-    _, summary, _ = run
+    _, summary, _ = _finished(run)
     assert summary["learner"]["torch_threads"] == 1
     assert all(a["torch_threads"] == 1 for a in summary["actor_results"])
 
 
 def test_actor_learner_leaves_no_shared_memory_after_a_normal_run(run) -> None:
+    _finished(run)
     assert _segments() == set()
 
 
