@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlbench.buffers.numpy_buffer import buffer_layout
 from rlbench.faults import active_faults
 from rlbench.types import Batch
 
@@ -73,17 +74,13 @@ class JaxReplayBuffer:
         action_dtype: Any = None,
         faults: Iterable[str] = (),
     ) -> None:
-        if int(capacity) < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = int(capacity)
-        self.obs_shape = tuple(obs_shape)
-        self.action_shape = tuple(action_shape)
-        if action_dtype is None:  # () is a discrete action index; a shape is a continuous vector
-            action_dtype = jnp.int32 if self.action_shape == () else jnp.float32
-        self.shapes = Batch(self.obs_shape, self.action_shape, (), self.obs_shape, (), ())
-        self.dtypes = Batch(
-            *(jnp.dtype(d) for d in (obs_dtype, action_dtype, jnp.float32, obs_dtype, bool, bool))
+        capacity, shapes, dtypes = buffer_layout(  # discrete actions: int32 (JAX's default int)
+            capacity, obs_shape, action_shape, obs_dtype, action_dtype, index_dtype=np.int32
         )
+        self.capacity = capacity
+        self.obs_shape, self.action_shape = shapes["obs"], shapes["action"]
+        self.shapes = Batch(**shapes)
+        self.dtypes = Batch(**{k: jnp.dtype(d) for k, d in dtypes.items()})
         faults = active_faults(faults)
         self.faults = faults & {"buffer-drops-writes", "sample-unfilled-slots"}
         # Decided once, here: the clean functions carry no fault checks.

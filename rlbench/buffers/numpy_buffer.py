@@ -29,6 +29,31 @@ def _as_checked(name: str, value: Any, shape: tuple[int, ...], dtype: np.dtype) 
     return arr
 
 
+def buffer_layout(
+    capacity: int,
+    obs_shape: tuple[int, ...],
+    action_shape: tuple[int, ...],
+    obs_dtype: Any,
+    action_dtype: Any,
+    index_dtype: Any = np.int64,
+) -> tuple[int, dict[str, tuple[int, ...]], dict[str, np.dtype]]:
+    """Validated capacity and per-field row shapes and dtypes, shared by every buffer backend.
+
+    `action_dtype=None` picks `index_dtype` for a discrete action (shape ``()``, an index)
+    and float32 for a continuous action vector.
+    """
+    if int(capacity) < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    obs_shape, action_shape = tuple(obs_shape), tuple(action_shape)
+    if action_dtype is None:
+        action_dtype = index_dtype if action_shape == () else np.float32
+    shapes = {"obs": obs_shape, "action": action_shape, "reward": (), "next_obs": obs_shape,
+              "terminated": (), "truncated": ()}
+    dtypes = {"obs": obs_dtype, "action": action_dtype, "reward": np.float32,
+              "next_obs": obs_dtype, "terminated": np.bool_, "truncated": np.bool_}
+    return int(capacity), shapes, {k: np.dtype(v) for k, v in dtypes.items()}
+
+
 class ReplayBuffer:
     """Fixed-capacity FIFO of transitions in preallocated numpy arrays.
 
@@ -46,22 +71,10 @@ class ReplayBuffer:
         action_dtype: Any = None,
         faults: Iterable[str] = (),
     ) -> None:
-        if int(capacity) < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = int(capacity)
-        self.obs_shape = tuple(obs_shape)
-        self.action_shape = tuple(action_shape)
-        if action_dtype is None:  # () is a discrete action index; a shape is a continuous vector
-            action_dtype = np.int64 if self.action_shape == () else np.float32
-        self._shapes = {
-            "obs": self.obs_shape, "action": self.action_shape, "reward": (),
-            "next_obs": self.obs_shape, "terminated": (), "truncated": (),
-        }
-        dtypes = {
-            "obs": obs_dtype, "action": action_dtype, "reward": np.float32,
-            "next_obs": obs_dtype, "terminated": np.bool_, "truncated": np.bool_,
-        }
-        self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
+        self.capacity, self._shapes, self._dtypes = buffer_layout(
+            capacity, obs_shape, action_shape, obs_dtype, action_dtype
+        )
+        self.obs_shape, self.action_shape = self._shapes["obs"], self._shapes["action"]
         self._data = {
             k: np.zeros((self.capacity, *self._shapes[k]), self._dtypes[k]) for k in FIELDS
         }

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbench.buffers.numpy_buffer import FIELDS, ReplayBuffer, _as_checked
+from rlbench.buffers.numpy_buffer import FIELDS, ReplayBuffer, _as_checked, buffer_layout
 from rlbench.faults import active_faults
 from rlbench.types import Batch
 
@@ -135,23 +135,10 @@ class SharedReplayBuffer:
         ctx: Any = None,
         _attach: tuple[SharedArrays, Any] | None = None,
     ) -> None:
-        if int(capacity) < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = int(capacity)
-        self.obs_shape = tuple(obs_shape)
-        self.action_shape = tuple(action_shape)
-        if action_dtype is None:  # () is a discrete action index; a shape is a continuous vector
-            action_dtype = np.int64 if self.action_shape == () else np.float32
-        self._shapes = {
-            "obs": self.obs_shape, "action": self.action_shape, "reward": (),
-            "next_obs": self.obs_shape, "terminated": (), "truncated": (),
-        }
-        self._dtypes = {
-            k: np.dtype(v) for k, v in {
-                "obs": obs_dtype, "action": action_dtype, "reward": np.float32,
-                "next_obs": obs_dtype, "terminated": np.bool_, "truncated": np.bool_,
-            }.items()
-        }
+        self.capacity, self._shapes, self._dtypes = buffer_layout(
+            capacity, obs_shape, action_shape, obs_dtype, action_dtype
+        )
+        self.obs_shape, self.action_shape = self._shapes["obs"], self._shapes["action"]
         self._faults = tuple(sorted(active_faults(faults)))
         if _attach is None:
             layout = {k: ((self.capacity, *self._shapes[k]), self._dtypes[k]) for k in FIELDS}
