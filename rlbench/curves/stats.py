@@ -113,18 +113,25 @@ def curve_band(
     return point, res.confidence_interval.low, res.confidence_interval.high
 
 
+def _two_sample_interval(
+    statistic, x: np.ndarray, y: np.ndarray, confidence: float, reps: int, seed: int
+) -> Interval:
+    """`statistic(x, y)` with a percentile interval from resampling x and y independently."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    res = scipy.stats.bootstrap(
+        (x, y), statistic, n_resamples=reps, confidence_level=confidence,
+        method="percentile", vectorized=True, paired=False, rng=_rng(seed),
+    )
+    return Interval(float(statistic(x, y)), float(res.confidence_interval.low),
+                    float(res.confidence_interval.high))
+
+
 def poi_interval(
     x: np.ndarray, y: np.ndarray, confidence: float = 0.95, reps: int = BOOTSTRAP_REPS,
     seed: int = 0,
 ) -> Interval:
     """P(candidate seed beats reference seed) with an independent two-sample bootstrap."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    point = float(probability_of_improvement(x, y))
-    res = scipy.stats.bootstrap(
-        (x, y), probability_of_improvement, n_resamples=reps, confidence_level=confidence,
-        method="percentile", vectorized=True, paired=False, rng=_rng(seed),
-    )
-    return Interval(point, float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return _two_sample_interval(probability_of_improvement, x, y, confidence, reps, seed)
 
 
 def _iqm_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -136,10 +143,4 @@ def iqm_difference_interval(
     seed: int = 0,
 ) -> Interval:
     """IQM(candidate) - IQM(reference) with an independent two-sample bootstrap interval."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    point = float(_iqm_difference(x, y))
-    res = scipy.stats.bootstrap(
-        (x, y), _iqm_difference, n_resamples=reps, confidence_level=confidence,
-        method="percentile", vectorized=True, paired=False, rng=_rng(seed),
-    )
-    return Interval(point, float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return _two_sample_interval(_iqm_difference, x, y, confidence, reps, seed)
