@@ -29,6 +29,17 @@ def _as_checked(name: str, value: Any, shape: tuple[int, ...], dtype: np.dtype) 
     return arr
 
 
+def check_batch(
+    shapes: dict[str, tuple[int, ...]], dtypes: dict[str, np.dtype], values: dict[str, Any]
+) -> tuple[int, dict[str, np.ndarray]]:
+    """Rows n and every field of an n-row batch checked by `_as_checked` (nothing written)."""
+    reward = values["reward"]
+    if not np.ndim(reward):
+        raise ValueError("add_batch: reward must have a leading batch axis")
+    n = len(np.asarray(reward).reshape(-1))
+    return n, {k: _as_checked(k, v, (n, *shapes[k]), dtypes[k]) for k, v in values.items()}
+
+
 def buffer_layout(
     capacity: int,
     obs_shape: tuple[int, ...],
@@ -99,12 +110,7 @@ class ReplayBuffer:
     def add_batch(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append n transitions given as arrays with a leading axis n."""
         values = dict(zip(FIELDS, (obs, action, reward, next_obs, terminated, truncated)))
-        n = len(np.asarray(reward).reshape(-1)) if np.ndim(reward) else -1
-        if n < 0:
-            raise ValueError("add_batch: reward must have a leading batch axis")
-        checked = {
-            k: _as_checked(k, v, (n, *self._shapes[k]), self._dtypes[k]) for k, v in values.items()
-        }
+        n, checked = check_batch(self._shapes, self._dtypes, values)
         if n == 0:
             return
         if n > self.capacity:  # only the newest `capacity` survive; land them where n adds would

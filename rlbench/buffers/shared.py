@@ -33,7 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from rlbench.buffers.numpy_buffer import FIELDS, ReplayBuffer, _as_checked, buffer_layout
+from rlbench.buffers.numpy_buffer import (
+    FIELDS,
+    ReplayBuffer,
+    _as_checked,
+    buffer_layout,
+    check_batch,
+)
 from rlbench.faults import active_faults
 from rlbench.types import Batch
 
@@ -211,12 +217,7 @@ class SharedReplayBuffer:
                   version: int | np.ndarray = 0) -> None:
         """Append n transitions given as arrays with a leading axis n (one lock hold)."""
         values = dict(zip(FIELDS, (obs, action, reward, next_obs, terminated, truncated)))
-        n = len(np.asarray(reward).reshape(-1)) if np.ndim(reward) else -1
-        if n < 0:
-            raise ValueError("add_batch: reward must have a leading batch axis")
-        checked = {
-            k: _as_checked(k, v, (n, *self._shapes[k]), self._dtypes[k]) for k, v in values.items()
-        }
+        n, checked = check_batch(self._shapes, self._dtypes, values)
         versions = np.broadcast_to(np.asarray(version, np.int64), (n,))
         if n == 0:
             return
