@@ -1,9 +1,9 @@
 """Exploration and learning-rate schedules as pure functions of the step.
 
 Pure functions are trivially testable (hypothesis checks monotonicity, bounds and end
-points) and shared by every backend: the PyTorch trainers wrap them in a LambdaLR, the
-actor/learner publishes `epsilon_at(step)` with the weights, JAX can call them on traced
-integers because they only use arithmetic, min and max.
+points) and shared by every backend: the PyTorch trainers wrap them in a LambdaLR and the
+actor/learner publishes `epsilon_at(step)` with the weights. They take Python numbers
+(not traced JAX values): the schedules are evaluated outside any jitted function.
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ def linear(start: float, end: float, duration: int, step: int) -> float:
     if duration <= 0:
         return end
     frac = min(max(step / duration, 0.0), 1.0)
-    # The convex-combination form hits `end` exactly at frac == 1 (start + frac*(end-start)
-    # can miss it by a rounding error, and "reaches epsilon_min" is tested with ==).
-    return (1.0 - frac) * start + frac * end
+    # Both end points are returned exactly (epsilon_min is tested with ==). In between, the
+    # form anchored at `end` is monotone in `frac` under rounding and the clamp keeps it inside
+    # [start, end], so the schedule never wiggles by an ulp (the convex-combination form did
+    # when start == end; hypothesis found it).
+    if frac <= 0.0:
+        return start
+    if frac >= 1.0:
+        return end
+    value = end + (1.0 - frac) * (start - end)
+    return min(max(value, min(start, end)), max(start, end))
 
 
 def epsilon_at(
@@ -48,7 +55,7 @@ def lr_factor(kind: str, update: int, total_updates: int, final_fraction: float 
         return final_fraction
     frac = min(max(update / total_updates, 0.0), 1.0)
     if kind == "linear":
-        return (1.0 - frac) + frac * final_fraction
+        return final_fraction + (1.0 - frac) * (1.0 - final_fraction)  # monotone, exact end
     if kind == "cosine":
         return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * frac))
     raise ValueError(f"unknown lr schedule {kind!r}; choose one of {', '.join(LR_SCHEDULES)}")
