@@ -76,7 +76,7 @@ def _sac(chunk_updates: int):
     )
     sac = sac_jax.SAC(config)
     sac.advance(warmup)  # fill the buffer past learning_starts
-    sac._train_chunk()  # compile the update chunk outside the timer
+    sac.train_chunk()  # compile the update chunk outside the timer
     ready(sac.state)
     return sac
 
@@ -98,7 +98,7 @@ class SACUpdate:
             self.sac.env.close()
 
     def time_update_chunk(self, chunk_updates: int) -> None:
-        self.sac._train_chunk()  # the unit SAC.advance dispatches once K updates are due
+        self.sac.train_chunk()  # the unit SAC.advance dispatches once K updates are due
         ready(self.sac.state)
 
 

@@ -461,11 +461,14 @@ class PendingTransitions:
         self.next_obs[i], self.terminated[i], self.truncated[i] = next_obs, terminated, truncated
         self.n = i + 1
 
-    def flush_into(self, buffer: ReplayBuffer) -> None:
+    def flush_into(self, buffer: ReplayBuffer, **per_row: np.ndarray) -> None:
+        """Write the held rows with one `add_batch` (extra per-row columns such as a policy
+        version go in as keyword arrays) and empty the holder."""
         n, self.n = self.n, 0
         if n:
             buffer.add_batch(self.obs[:n], self.action[:n], self.reward[:n], self.next_obs[:n],
-                             self.terminated[:n], self.truncated[:n])
+                             self.terminated[:n], self.truncated[:n],
+                             **{k: v[:n] for k, v in per_row.items()})
 
 
 def fit(

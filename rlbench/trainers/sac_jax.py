@@ -354,7 +354,7 @@ class SAC:
 
             due = self._updates_due(self.env_steps, cfg.learning_starts, cfg.utd_ratio)
             while due - self.updates >= cfg.chunk_updates:
-                self._train_chunk()
+                self.train_chunk()
             if self._staged == len(self._staging.reward):
                 self._flush_staging()
 
@@ -374,8 +374,10 @@ class SAC:
         self.buffer_state = add_only(self.buffer, self.buffer_state, self._staged_rows(), self._staged)
         self._staged = 0
 
-    def _train_chunk(self) -> None:
-        """One jitted call: staged rows in, K scanned updates, then the write-back."""
+    def train_chunk(self) -> None:
+        """K = `chunk_updates` gradient updates now, as one jitted call: staged rows in, K
+        scanned updates, then the write-back. `advance` calls it when K updates are due;
+        benchmarks call it to time (and compile) exactly one chunk."""
         self.state, self.buffer_state, self.last_metrics = update_chunk(
             self.learner, self.state, self.buffer_state, self._staged_rows(), self._staged,
             self.updates, self.update_key,

@@ -123,7 +123,7 @@ def sac():
     agent = sac_jax.SAC(config)
     agent.advance(config.learning_starts + 1)
     agent.act(agent._obs)
-    agent._train_chunk()  # compile the update outside the timed call
+    agent.train_chunk()  # compile the update outside the timed call
     yield agent
     agent.env.close()
 
@@ -139,7 +139,7 @@ def test_sac_update_chunk_speed(benchmark, sac) -> None:
     updates = sac.updates
 
     def update() -> None:
-        sac._train_chunk()  # staged rows in, chunk_updates scanned gradient steps, write-back
+        sac.train_chunk()  # staged rows in, chunk_updates scanned gradient steps, write-back
         jax.block_until_ready(sac.state)
 
     benchmark(update)

@@ -1,0 +1,22 @@
+"""The actor/learner's block claims cannot deadlock: a block is never worth more scheduled
+updates than the learner may fall behind (`max_ahead`), wherever it starts."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rlbench.config import DQNConfig
+from rlbench.trainers.actor_learner import ACTOR_BLOCK, actor_block, updates_due
+
+
+@given(tf=st.integers(1, 64), gs=st.integers(1, 8), publish=st.integers(1, 50),
+       starts=st.integers(1, 500), seen=st.integers(0, 5_000))
+def test_a_block_is_within_the_learners_allowed_lag(tf, gs, publish, starts, seen) -> None:
+    config = DQNConfig(train_frequency=tf, gradient_steps=gs, publish_interval=publish,
+                       learning_starts=starts)
+    max_ahead = max(publish, gs)  # what an Actor uses
+    block = actor_block(config, max_ahead)
+    assert 1 <= block <= ACTOR_BLOCK
+    # The learner caught up with every written step (= `seen`): the next block is claimable.
+    assert updates_due(seen + block, config) - updates_due(seen, config) <= max_ahead
