@@ -57,6 +57,15 @@ def machine() -> str:
     return f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()}, {platform.system()})"
 
 
+def load_average() -> float | None:
+    """1-minute load average, recorded before the jobs start: wall times from a machine that
+    other work keeps busy are pessimistic, and the report says by how much it was busy."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not available on this platform
+        return None
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -235,7 +244,7 @@ def nightly(
     reference = load_reference(path)
     check_baseline(profile, reference, path)
     runner = make_executor(executor, jobs, address)
-    started, t0 = _now(), time.monotonic()
+    started, t0, load = _now(), time.monotonic(), load_average()
     suite = profile.jobs()
     atomic_write_json(out / "manifest.json", {
         "profile": profile.name, "baseline": str(path), "started": started,
@@ -252,7 +261,8 @@ def nightly(
         calibration=reference.calibration,
         run={"started": started, "finished": _now(), "wall_seconds": time.monotonic() - t0,
              "executor": executor, "jobs": jobs, "n_jobs": len(suite), "resumed": reused,
-             "machine": machine(), "git_commit": _git_commit(), "versions": package_versions()},
+             "machine": machine(), "load_at_start": load, "git_commit": _git_commit(),
+             "versions": package_versions()},
     )
     verdict, code = write_report(out, ctx, entries)
     if progress:
@@ -304,7 +314,7 @@ def write_reference(
     reference file to `path` and a calibration report (probes vs reference) to `out`."""
     out, path = Path(out), Path(path)
     runner = make_executor(executor, jobs, address)
-    started, t0 = _now(), time.monotonic()
+    started, t0, load = _now(), time.monotonic(), load_average()
     suite = profile.reference_jobs()
     records, interrupted, reused = run_jobs(suite, out, runner, resume,
                                             f"reference {profile.name}", progress)
@@ -340,7 +350,8 @@ def write_reference(
         rule=profile.rule, baseline=str(path), baseline_meta=meta, calibration=calibration,
         reference_written=str(path),
         run={"started": started, "finished": _now(), "wall_seconds": wall, "executor": executor,
-             "jobs": jobs, "n_jobs": len(suite), "resumed": reused, "machine": machine()},
+             "jobs": jobs, "n_jobs": len(suite), "resumed": reused, "machine": machine(),
+             "load_at_start": load},
     )
     write_report(out, ctx, entries)
     if progress:

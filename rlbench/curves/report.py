@@ -155,7 +155,8 @@ def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code
         f"Profile `{ctx.profile}`; executor {run.get('executor', '?')} with "
         f"{run.get('jobs', '?')} parallel job(s); {run.get('n_jobs', '?')} jobs "
         f"({run.get('resumed', 0)} reused by --resume); wall time {_fmt(run.get('wall_seconds'), 0)} s "
-        f"on {run.get('machine', '?')} (measured on a shared machine: pessimistic).",
+        f"on {run.get('machine', '?')}, 1-minute load average {_fmt(run.get('load_at_start'), 2)} "
+        "when the jobs started (a busy machine makes wall times pessimistic).",
         f"Baseline `{ctx.baseline}`, made on {meta.get('machine', '?')} at "
         f"{meta.get('created', '?')} (rlbench commit {meta.get('git_commit', '?')}).",
     ]
