@@ -8,8 +8,9 @@
   `QAgent.update` (train mode, dtype-checked batch on its device, clipping, LR schedule,
   target updates), the same update schedule (`gradient_steps` every `train_frequency` env
   steps from `learning_starts` on, counted over all actors) and the same epsilon schedule.
-  The ratio is enforced in both directions: the learner waits for env steps, and actors wait
-  when the learner is more than `publish_interval` updates behind its schedule, so the
+  The ratio is enforced in both directions: the learner waits for env steps, and an actor
+  waits before claiming its next block of steps (`ACTOR_BLOCK`) while that block would put
+  the learner more than `publish_interval` updates behind its schedule, so the
   updates-per-step ratio equals the single-process one at every moment (± one publication).
 * **Epsilon lives in one place.** The learner evaluates the schedule at the global step
   count and publishes it with the weights; actors act with the epsilon that came with the
@@ -20,8 +21,9 @@
   update count, then refreshes its weights, then acts: `lag = updates - version` is the
   number of updates its policy is missing at that moment, and is at most `publish_interval`
   when refreshing works (no slack: the count is read *before* the refresh). The lag when the
-  transition lands in the buffer ("at write") is reported too; it adds the updates made while
-  the actor stepped the env, which depends on scheduling and has no hard bound.
+  transition lands in the buffer ("at write", at the end of its block) is reported too; it
+  adds the updates made while the actor stepped the env, which depends on scheduling and has
+  no hard bound.
 * **Failures.** Any child exception reaches the parent as `ChildProcessFailed` with the
   child's traceback (`multiproc.ProcessGroup`); Ctrl-C / SIGTERM / errors stop every child;
   the shared segments are unlinked on every exit path, and as soon as every child has
