@@ -135,10 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rlbench.trainers import BackendMissing  # light: the registry imports no backend
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:  # bad input: a clear message, not a traceback
+    except (ValueError, BackendMissing) as exc:  # bad input: a clear message, not a traceback
         print(f"rlbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

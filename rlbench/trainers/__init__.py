@@ -8,6 +8,7 @@ A trainer module exposes ``Config`` (a `TrainConfig` subclass) and
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ class TrainerSpec:
     summary: str
 
 
+class BackendMissing(ImportError):
+    """A trainer's backend extra (torch or jax) is not installed."""
+
+
 TRAINERS: dict[str, TrainerSpec] = {}
+# The packages each backend extra installs (pyproject: extras `torch` and `jax`).
+BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {"torch": ("torch",), "jax": ("jax", "flax", "optax")}
 
 
 def _register(*specs: TrainerSpec) -> None:
@@ -34,7 +41,21 @@ def _register(*specs: TrainerSpec) -> None:
 def _module(algo: str):
     if algo not in TRAINERS:
         raise ValueError(f"unknown algorithm {algo!r}; known: {', '.join(TRAINERS)}")
-    return importlib.import_module(TRAINERS[algo].module)
+    spec = TRAINERS[algo]
+    try:
+        return importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in BACKEND_PACKAGES[spec.backend]:
+            raise BackendMissing(
+                f"the {algo} trainer needs the {spec.backend} backend, which is not installed "
+                f"({exc}); install it with: pip install 'rlbench[{spec.backend}]'"
+            ) from exc
+        raise
+
+
+def backend_available(backend: str) -> bool:
+    """Whether every package of `backend` ("torch" or "jax") is importable here."""
+    return all(importlib.util.find_spec(name) is not None for name in BACKEND_PACKAGES[backend])
 
 
 def config_class(algo: str) -> type[TrainConfig]:
