@@ -17,6 +17,10 @@ once and check the returns stay in the same range.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
+
 import json
 
 import numpy as np

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 from rlbench.config import DQNConfig
 from rlbench.trainers import actor_learner
 

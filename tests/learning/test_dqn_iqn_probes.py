@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 from rlbench.config import DQNConfig, IQNConfig
 from rlbench.trainers.dqn_torch import DQNAgent
 from rlbench.trainers.iqn_torch import IQNAgent

@@ -9,10 +9,13 @@ actions 0.78 on probe 4 (threshold 0.5, optimum 1) and ±0.92 on probe 5 (thresh
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+
+pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
+
+import jax
+import jax.numpy as jnp
 
 from rlbench.config import SACConfig
 from rlbench.trainers.sac_jax import SAC

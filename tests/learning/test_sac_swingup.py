@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
+
 from rlbench.config import SACConfig
 from rlbench.trainers.sac_jax import train
 

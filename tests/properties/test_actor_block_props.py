@@ -3,6 +3,10 @@ updates than the learner may fall behind (`max_ahead`), wherever it starts."""
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -3,6 +3,10 @@ the quantile Huber loss, batch conversion)."""
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 import numpy as np
 import torch
 from hypothesis import given

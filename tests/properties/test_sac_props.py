@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats

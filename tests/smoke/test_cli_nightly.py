@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 from rlbench.cli import main
 
 RLBENCH = Path(sys.executable).with_name("rlbench")

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
+
 ENV = os.environ | {"MUJOCO_GL": "disable"}
 
 

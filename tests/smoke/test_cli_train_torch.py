@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 ENV = os.environ | {"MUJOCO_GL": "disable"}
 TINY = ["--steps", "800", "--eval-interval", "400", "--eval-episodes", "2",
         "--set", "learning_starts=200", "--set", "train_frequency=1", "--set", "batch_size=32",

@@ -13,6 +13,8 @@ import os
 
 import pytest
 
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 from rlbench.config import DQNConfig, IQNConfig
 from rlbench.trainers import actor_learner
 from rlbench.trainers.multiproc import ChildProcessFailed

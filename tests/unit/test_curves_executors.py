@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 from rlbench.curves.executors import LocalExecutor, RayExecutor, make_executor
 from rlbench.curves.nightly import run_jobs
 from rlbench.curves.profiles import Entry

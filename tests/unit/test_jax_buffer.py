@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+
+pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
+
+import jax
+import jax.numpy as jnp
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -12,6 +12,8 @@ import time
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 from rlbench.trainers.multiproc import ChildProcessFailed, ProcessGroup, WeightChannel
 
 TEMPLATE = {"w": np.zeros((256, 256), np.float32), "b": np.zeros(256, np.float32),

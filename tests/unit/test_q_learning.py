@@ -11,6 +11,9 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
 import torch
 
 from rlbench.config import DQNConfig, IQNConfig

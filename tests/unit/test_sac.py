@@ -7,10 +7,13 @@ hashable learner) compile once for the whole module.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+
+pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
+
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from rlbench.buffers import JaxReplayBuffer

@@ -168,6 +168,7 @@ def _check_whole(rows, versions: np.ndarray) -> np.ndarray:
 
 
 def _run_writers(buf: SharedReplayBuffer) -> None:
+    pytest.importorskip("torch")  # ProcessGroup spawns through torch.multiprocessing
     rng = np.random.default_rng(0)
     with ProcessGroup(torch_threads=None) as group:
         for w in range(WRITERS):
