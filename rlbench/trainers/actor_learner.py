@@ -290,9 +290,9 @@ class Actor:
     # -- stepping ----------------------------------------------------------------------
     def _claim_block(self) -> tuple[int, int]:
         """Claim the next block of up to `self.block` global env steps: (first step, count);
-        count 0 when training is over. While the learner is too far behind its schedule, the
-        actor writes out what it holds (the learner may be waiting for exactly those steps)
-        and waits."""
+        count 0 when training is over. Waits while that block would put the learner too far
+        behind its schedule; the actor holds no unwritten steps here (`run` writes every block
+        as soon as it has been stepped), so the learner is never waiting on this actor."""
         claimed, c = self.counters.claimed, self.config
         while not self.worker.should_stop():
             # An unlocked read is enough to decide whether to wait; the claim itself is locked.
@@ -300,7 +300,6 @@ class Actor:
             ahead = updates_due(min(seen + self.block, c.total_steps), c) - (
                 self.counters.learner_updates.value)
             if ahead > self.max_ahead:
-                self.flush()
                 self.backoff.wait()
                 continue
             self.backoff.reset()
@@ -352,7 +351,6 @@ class Actor:
                     ep_return, ep_len = 0.0, 0
                     obs, _ = self.env.reset()
             self.flush()
-        self.flush()
         # Training is over: hold the learner's final publication, as a live actor would.
         while not self.counters.learner_finished.is_set() and not self.worker.should_stop():
             self.backoff.wait()
