@@ -53,6 +53,26 @@ def require_trainer(algo: str) -> ModuleType:
     return require(trainers.TRAINERS[algo].module)
 
 
+def result_or_skip_reason(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`run(*args, **kwargs)`, or why it was skipped (the text of its NotImplementedError).
+
+    For `setup_cache`, which runs every parameter's work at once: one missing trainer or peer
+    must not skip the rest, so its reason is stored and `skip_if_missing` raises it again in
+    that parameter's `setup`, where asv reports it as skipped.
+    """
+    try:
+        return run(*args, **kwargs)
+    except NotImplementedError as exc:
+        return str(exc)
+
+
+def skip_if_missing(*results: Any) -> None:
+    """Re-raise the skip stored by `result_or_skip_reason` for any of `results`."""
+    for result in results:
+        if isinstance(result, str):
+            raise NotImplementedError(result)
+
+
 def limit_threads() -> None:
     """Apply THREADS to torch (if installed); XLA was limited at import time."""
     if THREADS > 0 and "torch" in sys.modules:

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks._common import cpu_seconds, limit_threads, require, require_trainer
+from benchmarks._common import (
+    cpu_seconds,
+    limit_threads,
+    require,
+    require_trainer,
+    result_or_skip_reason,
+    skip_if_missing,
+)
 
 # name → (algo, config changes). The actor/learner is DQN with actor processes.
 THROUGHPUT_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -32,6 +39,17 @@ def run_trainer(algo: str, **changes: Any) -> dict[str, Any]:
     return trainers.train(algo, progress=False, **changes)
 
 
+def _throughput(algo: str, changes: dict[str, Any]) -> dict[str, float]:
+    """Env steps per wall second and per CPU second (all processes) of one short run."""
+    start = cpu_seconds()
+    summary = run_trainer(
+        algo, learning_starts=1_000, eval_interval=changes["total_steps"], eval_episodes=1,
+        **changes,
+    )
+    cpu = cpu_seconds() - start
+    return {"sps": float(summary["sps"]), "cpu_sps": summary["steps"] / cpu}
+
+
 class TrainingThroughput:
     """Speed of a short run per trainer that spends most of its steps past `learning_starts`
     (1,000), so it measures the steady acting + updating loop. Higher is better.
@@ -45,26 +63,13 @@ class TrainingThroughput:
 
     def setup_cache(self) -> dict[str, dict[str, float] | str]:
         """trainer → {"sps", "cpu_sps"}, or why it was skipped (not in this commit)."""
-        out: dict[str, dict[str, float] | str] = {}
-        for trainer, (algo, changes) in THROUGHPUT_RUNS.items():
-            start = cpu_seconds()
-            try:
-                summary = run_trainer(
-                    algo, learning_starts=1_000, eval_interval=changes["total_steps"],
-                    eval_episodes=1, **changes,
-                )
-            except NotImplementedError as exc:
-                out[trainer] = str(exc)
-                continue
-            cpu = cpu_seconds() - start
-            out[trainer] = {"sps": float(summary["sps"]), "cpu_sps": summary["steps"] / cpu}
-        return out
+        return {trainer: result_or_skip_reason(_throughput, algo, changes)
+                for trainer, (algo, changes) in THROUGHPUT_RUNS.items()}
 
     setup_cache.timeout = 3600  # type: ignore[attr-defined]
 
     def setup(self, results: dict[str, Any], trainer: str) -> None:
-        if isinstance(results[trainer], str):
-            raise NotImplementedError(results[trainer])
+        skip_if_missing(results[trainer])
 
     def track_sps(self, results: dict[str, Any], trainer: str) -> float:
         """Env steps per wall second (the run record's `sps`)."""
@@ -105,22 +110,18 @@ class LearningProgress:
 
     def setup_cache(self) -> dict[str, dict[str, Any] | str]:
         """Each case's summary, or why it was skipped (a trainer not in this commit)."""
-        out: dict[str, dict[str, Any] | str] = {}
-        for case, (algo, env_id, steps, interval, _, _) in LEARNING_RUNS.items():
-            try:
-                out[case] = run_trainer(
-                    algo, env_id=env_id, total_steps=steps, eval_interval=interval,
-                    eval_episodes=10, seed=0,
-                )
-            except NotImplementedError as exc:
-                out[case] = str(exc)
-        return out
+        return {
+            case: result_or_skip_reason(
+                run_trainer, algo, env_id=env_id, total_steps=steps, eval_interval=interval,
+                eval_episodes=10, seed=0,
+            )
+            for case, (algo, env_id, steps, interval, _, _) in LEARNING_RUNS.items()
+        }
 
     setup_cache.timeout = 3600  # type: ignore[attr-defined]
 
     def setup(self, results: dict[str, Any], case: str) -> None:
-        if isinstance(results[case], str):
-            raise NotImplementedError(results[case])
+        skip_if_missing(results[case])
 
     def track_regret(self, results: dict[str, Any], case: str) -> float:
         """Best return − final evaluation return (mean over 10 episodes)."""

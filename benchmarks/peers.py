@@ -27,7 +27,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks._common import cpu_seconds, limit_threads, require, require_trainer
+from benchmarks._common import (
+    cpu_seconds,
+    limit_threads,
+    require,
+    require_trainer,
+    result_or_skip_reason,
+    skip_if_missing,
+)
 
 ALGOS = ("dqn", "sac")
 PEERS = ("sb3", "sbx")
@@ -135,21 +142,13 @@ class Peers:
 
     def setup_cache(self) -> Results:
         """'<algo>/<side>' → its `measure` numbers, or why the side was skipped."""
-        results: Results = {}
-        for algo in ALGOS:
-            for side in ("rlbench", *PEERS):
-                try:
-                    results[f"{algo}/{side}"] = measure(algo, side)
-                except NotImplementedError as exc:
-                    results[f"{algo}/{side}"] = str(exc)
-        return results
+        return {f"{algo}/{side}": result_or_skip_reason(measure, algo, side)
+                for algo in ALGOS for side in ("rlbench", *PEERS)}
 
     setup_cache.timeout = 3600  # type: ignore[attr-defined]
 
     def setup(self, results: Results, algo: str, peer: str) -> None:
-        for side in ("rlbench", peer):
-            if isinstance(results[f"{algo}/{side}"], str):
-                raise NotImplementedError(results[f"{algo}/{side}"])
+        skip_if_missing(results[f"{algo}/rlbench"], results[f"{algo}/{peer}"])
 
     def _ratio(self, results: Results, algo: str, peer: str, key: str) -> float:
         return results[f"{algo}/rlbench"][key] / results[f"{algo}/{peer}"][key]
