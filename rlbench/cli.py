@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 DEFAULT_EVAL_ENVS = ("CartPole-v1", "dmc:cartpole-swingup", "probe:5")
 
@@ -73,6 +74,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         changes["actors"] = args.actors
     config = with_overrides(config.replace(**changes), dict(kv.split("=", 1) for kv in args.set))
     out = args.out or f"runs/{args.algo}-{config.env_id.replace(':', '_')}-s{config.seed}"
+    try:  # a run folder that cannot exist is bad input: say so before anything trains
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
     summary = train(args.algo, config, out_dir=out, progress=not args.quiet)
     print(json.dumps({k: summary.get(k) for k in
                       ("algo", "backend", "env", "seed", "steps", "final_eval_return", "sps",

@@ -77,7 +77,20 @@ def with_overrides(config: C, overrides: dict[str, str]) -> C:
             f"fields are: {', '.join(fields)}"
         )
     hints = typing.get_type_hints(type(config))
-    return config.replace(**{k: _coerce(v, hints[k]) for k, v in overrides.items()})
+    parsed = {}
+    for name, text in overrides.items():
+        try:
+            parsed[name] = _coerce(text, hints[name])
+        except (TypeError, ValueError) as exc:  # name the field, not just the bad string
+            raise ValueError(
+                f"--set {name}={text}: {type(config).__name__}.{name} expects "
+                f"{_type_name(hints[name])} ({exc})"
+            ) from None
+    return config.replace(**parsed)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation)
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +52,31 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+@functools.cache
+def git_state() -> dict[str, Any]:
+    """The commit rlbench runs from and whether its tree has uncommitted changes.
+
+    Recorded in every summary.json and nightly job record, so a result can be traced to the
+    code that made it. ``{"commit": None, "dirty": None}`` outside a git checkout (an
+    installed wheel). Cached: one process runs one tree.
+    """
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=here,
+                                 timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
 def package_versions() -> dict[str, str]:
@@ -131,6 +158,7 @@ class RunRecorder:
             "sps": steps / wall if wall > 0 else None,
             "wall_seconds": wall,
             "versions": package_versions(),
+            "git": git_state(),
             **extra,
         }
         self.close()

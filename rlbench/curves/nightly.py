@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -43,7 +42,7 @@ from rlbench.curves.records import (
     load_reference,
 )
 from rlbench.curves.report import EntryResult, ReportContext, write_report
-from rlbench.runs import atomic_write_json, package_versions
+from rlbench.runs import atomic_write_json, git_state, package_versions
 
 REFERENCE_DIR = Path(__file__).parent / "references"
 
@@ -67,12 +66,11 @@ def load_average() -> float | None:
 
 
 def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
+    """Short commit of the running tree, '+dirty' when it has uncommitted changes."""
+    state = git_state()
+    if state["commit"] is None:
         return "?"
+    return state["commit"][:7] + ("+dirty" if state["dirty"] else "")
 
 
 def _now() -> str:
@@ -170,7 +168,7 @@ def run_jobs(
     bar = JobProgress(label, pending, reused, progress)
 
     def on_result(record: JobRecord) -> None:
-        atomic_write_json(jobs_dir / f"{record.job.id}.json", record.to_dict())
+        atomic_write_json(jobs_dir / f"{record.job.id}.json", {**record.to_dict(), "git": git_state()})
         records[record.job.id] = record
         bar.update(record)
 

@@ -43,3 +43,19 @@ def test_cli_unknown_env_is_a_clear_error_not_a_traceback() -> None:
     out = rlbench("eval", "--env", "NoSuchEnv-v0")
     assert out.returncode == 2
     assert "unknown env id 'NoSuchEnv-v0'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_set_with_unparsable_value_names_the_field() -> None:
+    proc = rlbench("train", "dqn", "--steps", "10", "--quiet", "--set", "gamma=abc")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "DQNConfig.gamma expects float" in proc.stderr and "abc" in proc.stderr
+
+
+def test_cli_out_that_cannot_be_created_is_one_line_exit_2(tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = rlbench("train", "dqn", "--steps", "10", "--quiet", "--out", str(blocker / "run"))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "cannot create the run folder" in proc.stderr

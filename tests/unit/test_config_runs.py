@@ -76,3 +76,17 @@ def test_run_recorder_writes_metrics_and_summary(tmp_path: Path) -> None:
         assert key in on_disk
     assert on_disk["final_eval_return"] == 2.0 and on_disk["env"] == "probe:1"
     assert on_disk["updates"] == 4 and "numpy" in on_disk["versions"]
+
+
+def test_summary_records_the_git_commit_and_dirty_flag(tmp_path: Path) -> None:
+    import subprocess
+
+    rec = RunRecorder(tmp_path, "dqn", "torch", TrainConfig(env_id="probe:1", seed=2))
+    git = json.loads(json.dumps(rec.finish(steps=0)))["git"]
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if head.returncode != 0:  # an unpacked sdist: nothing to record, and it says so
+        assert git == {"commit": None, "dirty": None}
+        return
+    assert git["commit"] == head.stdout.strip()
+    assert isinstance(git["dirty"], bool)
