@@ -8,9 +8,16 @@ export PYTHONHASHSEED ?= 0
 
 .PHONY: run test lint bench clean
 
+# CPU torch off this box too: the CPU wheel index serves torch==2.13.0+cpu, which pip ranks
+# above PyPI's CUDA build of the same version (several GB). Torch goes in alone first, so the
+# index is asked once (its dependencies come from PyPI in the next step); where it cannot be reached (an offline mirror), pip warns, retries
+# for a few seconds and falls back to what PyPI or a local wheel offers.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=25.1"
+	$(PY) -m pip install -q --no-deps -c constraints.txt torch --extra-index-url $(TORCH_INDEX)
 	$(PY) -m pip install -q -c constraints.txt -e ".[all]" --group dev
 	touch $(STAMP)
 
