@@ -5,6 +5,9 @@ learning test checks numbers rather than "it ran". Every probe exists in two var
 ``probe:<n>`` with ``Discrete`` actions and ``probe:<n>-continuous`` with a ``Box(-1, 1, (1,))``
 action. Observations are always ``Box(-1, 1, (1,), float32)``. The optimal values below
 assume a discount ``gamma``; one-step episodes do not depend on it.
+
+A sixth probe, ``probe:timelimit`` (and ``probe:timelimit-continuous``), is rlbench's own: it
+separates bootstrapping through a time-limit truncation from stopping at it.
 """
 
 from __future__ import annotations
@@ -148,6 +151,31 @@ class ObsActionDependentReward(_Probe):
         return self._o(0.0), reward, True, False, {}
 
 
+class TimeLimitBootstrap(_Probe):
+    """Probe "timelimit" — one action, observation 0, reward +1 every step, never terminal;
+    every episode is cut by a time limit after `time_limit` steps (``truncated=True``).
+
+    Tests that truncation is not treated as termination. The time is not in the
+    observation, so the cut is not part of the MDP: the agent must bootstrap through it.
+    Optimal values: V(0) = Q(0, a) = 1 / (1 - gamma) for every action a (2 at gamma 0.5).
+    An agent that stores or treats the truncation as terminal learns
+    (1 - gamma^T) / (1 - gamma) instead: 1 with the default T = 1.
+    """
+
+    summary = "reward +1 forever, cut by a time limit every step: V = 1/(1-gamma), not 1"
+
+    def __init__(self, continuous: bool = False, time_limit: int = 1) -> None:
+        super().__init__(continuous)
+        if time_limit < 1:
+            raise ValueError(f"time_limit must be >= 1, got {time_limit}")
+        self.time_limit = time_limit
+
+    def step(self, action):
+        self._action_value(action)
+        self._t += 1
+        return self._o(0.0), 1.0, False, self._t >= self.time_limit, {}
+
+
 _BY_NUMBER: dict[str, type[_Probe]] = {
     "1": ConstantReward,
     "2": ObsDependentReward,
@@ -158,10 +186,13 @@ _BY_NUMBER: dict[str, type[_Probe]] = {
 PROBES: dict[str, type[_Probe]] = {
     **_BY_NUMBER,
     **{f"{n}-continuous": cls for n, cls in _BY_NUMBER.items()},
+    "timelimit": TimeLimitBootstrap,
+    "timelimit-continuous": TimeLimitBootstrap,
 }
 
 
 def make_probe(name: str, **kwargs: Any) -> _Probe:
-    """`name` is "<n>" or "<n>-continuous"; raises KeyError for anything else."""
+    """`name` is "<n>", "<n>-continuous", "timelimit" or "timelimit-continuous"; raises
+    KeyError for anything else."""
     cls = PROBES[name]
     return cls(continuous=name.endswith("-continuous"), **kwargs)
