@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rlbench.curves.cli import add_parser as add_nightly_parser
 
     add_nightly_parser(sub)  # `rlbench nightly --profile quick|full`
+
+    from rlbench.mutate.cli import add_parser as add_mutate_parser
+
+    add_mutate_parser(sub)  # `rlbench mutate`: RL-aware mutation testing
     return parser
 
 

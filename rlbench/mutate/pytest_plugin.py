@@ -1,0 +1,54 @@
+"""pytest plugin for the coverage pass of `rlbench mutate` (loaded with ``-p``).
+
+Switches coverage.py's dynamic context to each test's node id for the whole test
+(setup, call, teardown: fixtures build trainers too), so the data says which tests run
+which lines, and records each test's duration and outcome to the JSON file named by
+``RLBENCH_MUTATE_TESTS``. pytest-cov's ``--cov-context=test`` does the same context
+switching; this keeps the dependency list to coverage.py itself and gives node ids that
+can be passed back to pytest unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+_tests: dict[str, dict] = {}
+
+
+def _coverage():
+    try:
+        import coverage
+    except ImportError:  # pragma: no cover - the pass is always run under coverage
+        return None
+    return coverage.Coverage.current()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    cov = _coverage()
+    if cov is not None:
+        cov.switch_context(item.nodeid)
+    start = time.perf_counter()
+    yield
+    _tests.setdefault(item.nodeid, {"outcome": "passed"})["seconds"] = time.perf_counter() - start
+    if cov is not None:
+        cov.switch_context("")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    entry = _tests.setdefault(report.nodeid, {"outcome": "passed"})
+    if report.failed:
+        entry["outcome"] = "failed"
+    elif report.skipped and entry["outcome"] == "passed":
+        entry["outcome"] = "skipped"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get("RLBENCH_MUTATE_TESTS")
+    if path:
+        with open(path, "w") as fh:
+            json.dump(_tests, fh)

@@ -1,0 +1,147 @@
+"""Coverage-guided test selection: which tests execute which lines.
+
+The fast suite runs once under coverage.py with one dynamic context per test (see
+`pytest_plugin`), split over the workers' copies by test file. A mutant then runs only
+against the tests that executed a line of its statement, fastest first, so most killed
+mutants are killed by the first few seconds of one test, and a mutant no test executes
+costs nothing (it is reported "not covered").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlbench.mutate.generate import Mutant
+
+
+@dataclass
+class TestMap:
+    """Per file (relative posix path) and line, the node ids of the tests that ran it,
+    plus each test's baseline duration and the tests that failed on clean code."""
+
+    lines: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+
+    def tests_for(self, mutant: Mutant) -> list[str]:
+        """Tests executing any line of the mutant's statement, fastest first; tests that
+        fail on clean code are left out (they would "kill" every mutant)."""
+        by_line = self.lines.get(mutant.file, {})
+        found: set[str] = set()
+        for line in range(mutant.span[0], mutant.span[1] + 1):
+            found |= by_line.get(line, set())
+        found -= self.failing
+        return sorted(found, key=lambda t: (self.seconds.get(t, 0.0), t))
+
+    def to_dict(self) -> dict:
+        return {"lines": {f: {str(k): sorted(v) for k, v in d.items()}
+                          for f, d in self.lines.items()},
+                "seconds": self.seconds, "failing": sorted(self.failing)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TestMap:
+        return cls({f: {int(k): set(v) for k, v in m.items()} for f, m in d["lines"].items()},
+                   d["seconds"], set(d["failing"]))
+
+
+def split_test_files(test_files: list[str], n: int, root: Path) -> list[list[str]]:
+    """`n` groups of test files of about equal size (bytes stand in for run time)."""
+    groups: list[list[str]] = [[] for _ in range(max(1, n))]
+    sizes = [0] * len(groups)
+    for f in sorted(test_files, key=lambda f: -(root / f).stat().st_size):
+        i = sizes.index(min(sizes))
+        groups[i].append(f)
+        sizes[i] += (root / f).stat().st_size
+    return [g for g in groups if g]
+
+
+def coverage_command(workdir: Path, data_file: Path, tests_json: Path, pytest_args: list[str],
+                     sources: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of one coverage pass in `workdir`, measuring the
+    top-level folders `sources` (e.g. ["rlbench"])."""
+    rc = data_file.with_suffix(".rc")
+    source = ",".join(str(workdir / s) for s in sources)
+    rc.write_text(f"[run]\ndata_file = {data_file}\nsource = {source}\n"
+                  "omit = */rlbench/mutate/*\n")
+    env = {**os.environ, "PYTHONPATH": str(workdir), "PYTHONDONTWRITEBYTECODE": "1",
+           "RLBENCH_MUTATE_TESTS": str(tests_json)}
+    cmd = [sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest",
+           "-p", "rlbench.mutate.pytest_plugin", "-p", "no:cacheprovider", "-q",
+           "--no-header", *pytest_args]
+    return cmd, env
+
+
+def read_coverage(data_file: Path, workdir: Path, into: TestMap) -> None:
+    """Add one pass's per-test line data (paths inside `workdir`) to `into`."""
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(data_file))
+    data.read()
+    for measured in data.measured_files():
+        try:
+            rel = Path(measured).resolve().relative_to(workdir.resolve()).as_posix()
+        except ValueError:
+            continue
+        per_line = into.lines.setdefault(rel, defaultdict(set))
+        for line, contexts in data.contexts_by_lineno(measured).items():
+            per_line[line].update(c for c in contexts if c)
+
+
+def read_tests(tests_json: Path, into: TestMap) -> None:
+    if not tests_json.exists():
+        return
+    for nodeid, entry in json.loads(tests_json.read_text()).items():
+        into.seconds[nodeid] = float(entry.get("seconds", 0.0))
+        if entry.get("outcome") == "failed":
+            into.failing.add(nodeid)
+
+
+def run_coverage_pass(
+    workdirs: list[Path], test_files: list[str], pytest_args: list[str], scratch: Path,
+    sources: list[str],
+) -> TestMap:
+    """Run the selected tests under coverage, split over `workdirs` in parallel, and
+    return the merged `TestMap`."""
+    groups = split_test_files(test_files, len(workdirs), workdirs[0])
+    procs = []
+    for i, (workdir, group) in enumerate(zip(workdirs, groups)):
+        data_file = scratch / f"coverage-{i}.data"
+        tests_json = scratch / f"tests-{i}.json"
+        cmd, env = coverage_command(workdir, data_file, tests_json, [*pytest_args, *group],
+                                    sources)
+        out = open(scratch / f"coverage-{i}.log", "w")
+        procs.append((workdir, data_file, tests_json, out, subprocess.Popen(
+            cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)))
+    test_map = TestMap()
+    try:
+        for workdir, data_file, tests_json, out, proc in procs:
+            rc = proc.wait()
+            out.close()
+            if rc not in (0, 1):  # 1: some tests failed on clean code; they are left out
+                tail = (scratch / Path(out.name).name).read_text()[-2000:]
+                raise RuntimeError(f"coverage pass failed (pytest exit {rc}):\n{tail}")
+            read_coverage(data_file, workdir, test_map)
+            read_tests(tests_json, test_map)
+    finally:
+        for *_, out, proc in procs:
+            if proc.poll() is None:
+                _kill_group(proc)
+            out.close()
+    return test_map
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()

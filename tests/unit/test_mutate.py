@@ -1,0 +1,262 @@
+"""`rlbench mutate`: operators rewrite what they claim, keys are stable, the allow-list and
+report maths hold, and an end-to-end run on a tiny project kills one mutant, keeps one
+survivor and never touches the project it mutates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("libcst")
+pytest.importorskip("coverage")
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlbench.mutate import allowlist
+from rlbench.mutate.engine import Settings, changed_lines, run
+from rlbench.mutate.generate import generate_mutants
+from rlbench.mutate.operators import OPERATORS
+from rlbench.mutate.report import Report, Result, matrix, score, write_atomic
+
+
+def rewrites(op: str, code: str) -> set[str]:
+    """The replacement texts `op` makes in `code` ("original -> replacement")."""
+    return {f"{m.original} -> {m.replacement}"
+            for m in generate_mutants("m.py", code, [OPERATORS[op]])}
+
+
+CASES = [
+    ("discount-dropped", "def f(r, v, gamma):\n    return r + gamma * v\n", "gamma * v -> v"),
+    ("discount-twice", "def f(r, v, gamma):\n    return r + gamma * v\n",
+     "gamma * v -> (gamma * gamma) * v"),
+    ("done-inverted", "def f(d, v):\n    return (1.0 - d.terminated) * v\n",
+     "(1.0 - d.terminated) -> d.terminated"),
+    ("done-inverted", "def f(t, v):\n    return torch.where(t.terminated, 0.0, v)\n",
+     "torch.where(t.terminated, 0.0, v) -> torch.where(t.terminated, v, 0.0)"),
+    ("done-ignored", "def f(t, v):\n    return torch.where(t.terminated[:, None], 0.0, v)\n",
+     "torch.where(t.terminated[:, None], 0.0, v) -> v"),
+    ("truncation-as-terminal", "def f(buf, o, terminated, truncated):\n"
+     "    buf.add(o, terminated, truncated)\n", "terminated -> (terminated | truncated)"),
+    ("truncation-ignored", "def f(terminated, truncated):\n    return terminated or truncated\n",
+     "terminated or truncated -> terminated"),
+    ("bootstrap-online", "def f(self, x):\n    return self.target(x) + self.online(x)\n",
+     "self.target -> self.online"),
+    ("bootstrap-online", "def f(m, x):\n    return m.target_critic(x) + m.critic(x)\n",
+     "m.target_critic -> m.critic"),
+    ("polyak-swapped", "def f(t, o, tau):\n    return (1.0 - tau) * t + tau * o\n",
+     "(1.0 - tau) -> tau"),
+    ("max-min", "def f(q):\n    return q.max(1).values\n", "q.max(1) -> q.min(1)"),
+    ("argmax-argmin", "def f(q):\n    return q.argmax(1)\n", "q.argmax(1) -> q.argmin(1)"),
+    ("obs-next-obs", "def f(net, b):\n    return net(b.next_obs) - net(b.obs)\n",
+     "b.next_obs -> b.obs"),
+    ("sign-flip", "def td_loss(q, target):\n    return ((q - target) ** 2).mean()\n",
+     "(q - target) -> (q + target)"),
+    ("off-by-one", "def f(self, n):\n    self.pos = (self.pos + n) % self.capacity\n",
+     "(self.pos + n) % self.capacity -> ((self.pos + n) + 1) % self.capacity"),
+    ("off-by-one", "def f(step):\n    return step - 1\n", "step - 1 -> step"),
+    ("rng-key-reuse", "def f(key):\n    a, b = jax.random.split(key)\n    return a, b\n",
+     "a, b = jax.random.split(key) -> a, b = (key, key)"),
+    ("rng-key-reuse", "def f(key, t):\n    return jax.random.fold_in(key, t)\n",
+     "jax.random.fold_in(key, t) -> key"),
+    ("seed-reuse", "def f(seed, i):\n    return np.random.default_rng(seed + i)\n",
+     "np.random.default_rng(seed + i) -> np.random.default_rng(seed)"),
+    ("statement-dropped", "def f(opt, loss):\n    loss.backward()\n    opt.step()\n",
+     "opt.step() -> pass"),
+    ("squash-mismatch", "def f(u):\n    return jnp.tanh(u)\n", "jnp.tanh(u) -> u"),
+    ("comparison", "def f(step, n):\n    return step >= n\n", ">= n -> > n"),
+    ("constant", "def f(x):\n    return 0.5 * x\n", "0.5 -> 1.5"),
+]
+
+
+@pytest.mark.parametrize("op, code, expected", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_operator_rewrites_the_site_it_names(op: str, code: str, expected: str) -> None:
+    assert expected in rewrites(op, code)
+
+
+def test_operators_leave_what_they_must_not_touch_alone() -> None:
+    # `target` that is a TD target value, not a network: no online counterpart in scope
+    assert not rewrites("bootstrap-online", "def f(r, v):\n    target = r + v\n    return target\n")
+    # progress bars "update" too; dropping them changes no learning
+    assert not rewrites("statement-dropped", "def f(bar):\n    bar.update(3)\n")
+    # default arguments and module constants run at import, where no test selects them
+    assert not rewrites("constant", "X = 3\ndef f(x, k=2):\n    return x\n")
+    # docstrings and strings are not code
+    assert not rewrites("comparison", 'def f():\n    """a < b"""\n    return "a < b"\n')
+    # `terminated or truncated` already ends on both
+    assert not rewrites("truncation-as-terminal",
+                        "def f(terminated, truncated):\n    return terminated or truncated\n")
+    # `# pragma: no mutate` opts a line out
+    assert not rewrites("comparison", "def f(a, b):\n    return a < b  # pragma: no mutate\n")
+
+
+def test_every_operator_is_named_and_documented() -> None:
+    for name, op in OPERATORS.items():
+        assert op.name == name and op.doc and len(op.doc.splitlines()) == 1
+
+
+CMP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "=="}
+
+
+@given(a=st.integers(-5, 5), b=st.integers(-5, 5), op=st.sampled_from(sorted(CMP)))
+def test_comparison_mutant_computes_the_swapped_operator(a: int, b: int, op: str) -> None:
+    (m,) = generate_mutants("m.py", f"def f(a, b):\n    return a {op} b\n",
+                            [OPERATORS["comparison"]])
+    scope: dict = {}
+    exec(compile(m.source, "m.py", "exec"), scope)
+    assert scope["f"](a, b) == eval(f"a {CMP[op]} b")
+
+
+@settings(max_examples=15)
+@given(k=st.integers(0, 10**6))
+def test_every_mutant_is_one_compiling_single_site_change(k: int) -> None:
+    code = (f"def f(self, gamma, tau, step):\n    if step % {k + 1} == 0:\n"
+            f"        self.t = (1.0 - tau) * self.t + tau * gamma * {k}\n    return step + 1\n")
+    for m in generate_mutants("m.py", code):
+        compile(m.source, "m.py", "exec")
+        assert m.source != code
+        assert m.diff.count("\n@@") + m.diff.startswith("@@") <= 1  # one hunk
+
+
+def test_stable_key_ignores_line_moves_and_names_the_change() -> None:
+    code = "def f(q):\n    return q.argmax(1)\n"
+    (a,) = generate_mutants("m.py", code, [OPERATORS["argmax-argmin"]])
+    (b,) = generate_mutants("m.py", "import os\n\n\n" + code, [OPERATORS["argmax-argmin"]])
+    (c,) = generate_mutants("m.py", code.replace("def f", "def g"), [OPERATORS["argmax-argmin"]])
+    assert a.line != b.line and a.key == b.key
+    assert a.key != c.key
+
+
+def test_allow_list_needs_a_reason_and_renders_loadable_entries(tmp_path: Path) -> None:
+    (m,) = generate_mutants("m.py", "def f(q):\n    return q.argmax(1)\n",
+                            [OPERATORS["argmax-argmin"]])
+    path = tmp_path / "allow.toml"
+    path.write_text(allowlist.entry_for(m, reason='ties only: "q" is constant'))
+    assert allowlist.load(path)[m.key].reason == 'ties only: "q" is constant'
+    path.write_text(f'[[equivalent]]\nkey = "{m.key}"\n')
+    with pytest.raises(ValueError, match="reason"):
+        allowlist.load(path)
+    assert allowlist.load(tmp_path / "absent.toml") == {}
+
+
+def test_report_score_matrix_and_atomic_files(tmp_path: Path) -> None:
+    (m,) = generate_mutants("pkg/a.py", "def f(q):\n    return q.argmax(1)\n",
+                            [OPERATORS["argmax-argmin"]])
+    statuses = ["killed", "timeout", "survived", "equivalent", "not-covered", "error"]
+    results = [Result(m, s) for s in statuses]
+    counts = Counter(r.status for r in results)
+    # (killed + timeout) / (total - equivalent - error)
+    assert score(counts) == pytest.approx(2 / (len(results) - 2))
+    assert score(Counter({"equivalent": 2})) is None
+    rows = matrix(results, "module")
+    assert list(rows) == ["pkg.a"] and sum(rows["pkg.a"].values()) == len(results)
+    report = Report(results, 1.0, 2, min_score=0.5)
+    assert report.passed == (report.score >= 0.5)
+    md = report.markdown()
+    assert "| `pkg.a` |" in md and "```diff" in md
+    out = tmp_path / "r" / "x.md"
+    write_atomic(out, md)
+    assert out.read_text() == md and [p.name for p in out.parent.iterdir()] == ["x.md"]
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+def test_changed_since_finds_changed_and_untracked_lines(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\ny = 2\nz = 3\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "commit", "-qm", "c")
+    (tmp_path / "a.py").write_text("x = 1\ny = 20\nz = 3\nw = 4\n")
+    (tmp_path / "b.py").write_text("v = 1\n")
+    assert changed_lines(tmp_path, "HEAD", ["a.py", "b.py"]) == {"a.py": {2, 4}, "b.py": {1}}
+    with pytest.raises(ValueError):
+        changed_lines(tmp_path, "no-such-ref", ["a.py"])
+
+
+TINY_CODE = """\
+def td_target(reward, done, next_v, gamma):
+    return reward + gamma * (1.0 - done) * next_v
+"""
+TINY_TEST = """\
+from tinyrl.td import td_target
+
+
+def test_terminal_transitions_do_not_bootstrap():
+    assert td_target(1.0, 1.0, 5.0, 0.5) == 1.0
+"""
+
+
+def _tiny_project(root: Path) -> Path:
+    (root / "tinyrl").mkdir(parents=True)
+    (root / "tinyrl" / "__init__.py").write_text("")
+    (root / "tinyrl" / "td.py").write_text(TINY_CODE)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_td.py").write_text(TINY_TEST)
+    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    return root
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_end_to_end_kills_one_keeps_one_and_never_touches_the_project(tmp_path: Path) -> None:
+    root = _tiny_project(tmp_path / "proj")
+    before = _digest(root)
+    config = Settings(root=root, paths=["tinyrl"], tests=["tests"], ignore=[],
+                        operators=["done-ignored", "discount-dropped"], workers=1,
+                        preload=("pytest",), min_score=0.4, test_map=tmp_path / "map.json")
+    # done-ignored: (1 - done) -> 1 bootstraps from a terminal state: the test sees it.
+    # discount-dropped: the test's terminal transition never reaches gamma: a survivor.
+    report = run(config, log=lambda s: None)
+    status = {r.mutant.operator: r.status for r in report.results}
+    assert status == {"done-ignored": "killed", "discount-dropped": "survived"}
+    assert report.score == 0.5 and report.passed
+    killed = next(r for r in report.results if r.status == "killed")
+    assert "test_terminal_transitions_do_not_bootstrap" in killed.detail
+    assert _digest(root) == before  # the mutants only ever lived in the workers' copies
+
+    survivor = next(r.mutant for r in report.results if r.status == "survived")
+    config.allow_list = root.parent / "allow.toml"
+    config.allow_list.write_text(allowlist.entry_for(survivor, "reviewed in this test"))
+    assert config.test_map.exists()
+    again = run(config, log=lambda s: None)  # reuses the saved per-test coverage map
+    eq = [r for r in again.results if r.status == "equivalent"]
+    assert [r.detail for r in eq] == ["reviewed in this test"] and again.score == 1.0
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    from rlbench.cli import main
+
+    root = _tiny_project(tmp_path / "proj")
+    monkeypatch.chdir(root)
+    for argv in (["--paths", "nope"], ["--paths", "tinyrl", "--tests", "nope"],
+                 ["--paths", "tinyrl", "--changed-since", "no-such-ref"],
+                 ["--paths", "tinyrl", "--operators", "no-such-op"]):
+        assert main(["mutate", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("rlbench: error:") and len(err.splitlines()) == 1, err
+    assert main(["mutate", "--list-operators"]) == 0
+    assert "bootstrap-online" in capsys.readouterr().out
+
+
+def test_json_report_round_trips(tmp_path: Path) -> None:
+    from rlbench.mutate.report import write_json
+
+    ms = generate_mutants("m.py", "def f(q):\n    return q.argmax(1)\n")
+    report = Report([Result(ms[0], "survived")], 2.0, 1, 0.95)
+    write_json(tmp_path / "r.json", report)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["totals"]["survived"] == 1 and data["passed"] is False
+    assert data["mutants"][0]["key"] == ms[0].key and data["mutants"][0]["diff"].startswith("---")
