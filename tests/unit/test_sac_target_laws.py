@@ -86,7 +86,7 @@ def _set_linear(layer, kernel_scale: float, bias: float) -> None:
     layer.bias[...] = jnp.full_like(layer.bias[...], bias)
 
 
-def _constant_critics(rig: _Rig):
+def _constant_critics(rig: _Rig, zero_alpha: bool = True):
     """Modules whose critics are constants: online Q1 = 5, Q2 = 4, target Q1 = 2, Q2 = 3, and
     alpha ≈ 0 (log alpha = -100), so the soft TD target is exactly
     scale·r + gamma·(1 - terminated)·min(2, 3) whatever the sampled next action."""
@@ -94,7 +94,8 @@ def _constant_critics(rig: _Rig):
     for net, bias in ((m.critic.q1, 5.0), (m.critic.q2, 4.0),
                       (m.target_critic.q1, 2.0), (m.target_critic.q2, 3.0)):
         _set_linear(net.layers[-1], 0.0, bias)
-    m.temperature.log_alpha[...] = jnp.float32(-100.0)
+    if zero_alpha:
+        m.temperature.log_alpha[...] = jnp.float32(-100.0)
     return m, opt
 
 
@@ -179,3 +180,21 @@ def test_sac_critic_target_evaluates_the_target_critic_at_next_obs_and_next_acti
     for name, v in wrong.items():
         assert np.abs(v - want).max() > 1e-2, f"batch cannot see: {name}"
     _assert_target(got, {"correct": want, **wrong}, "SAC critic target")
+
+
+def test_sac_update_draws_target_and_actor_noise_from_different_keys(rig: _Rig) -> None:
+    """With s' = s in every row, the critic target's next action a' ~ pi(.|s') and the
+    actor loss's action a ~ pi(.|s) are independent draws of one distribution, so their
+    mean log-probabilities differ; one key reused for both makes them equal exactly.
+    (Constant critics: target_mean = scale·mean(r) + gamma·(2 - alpha·mean log pi(a'|s')).)"""
+    m, opt = _constant_critics(rig, zero_alpha=False)
+    b = _sac_batch()
+    batch = b._replace(next_obs=b.obs, terminated=np.zeros_like(b.terminated))
+    _, metrics = rig.update_step(_state(m, opt), batch, jax.random.key(0))
+    alpha = float(metrics["alpha"])
+    bootstrap = (float(metrics["target_mean"]) - REWARD_SCALE * float(np.mean(batch.reward))) / GAMMA
+    next_log_prob = (2.0 - bootstrap) / alpha
+    actor_log_prob = -float(metrics["entropy"])
+    assert abs(next_log_prob - actor_log_prob) > 1e-3, (
+        "the critic target's next-action noise equals the actor loss's noise: one RNG key "
+        "is used for both draws")
