@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from rlbench.mutate.config import (
@@ -107,7 +109,16 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         if args.markdown:
             write_atomic(args.markdown, report.markdown())
 
-    report = run(settings, on_partial=write)
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # same clean-up as Ctrl-C: workers, copies, partial report
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    try:
+        report = run(settings, on_partial=write)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     write(report)
     print(report.text())
     if args.print_allow_entries:

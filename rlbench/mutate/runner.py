@@ -212,10 +212,14 @@ class WorkerPool:
             w.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def run_one(self, mutant: Mutant, tests: list[str], timeout: float) -> Outcome:
-        """Write `mutant` into a free workspace, run `tests`, restore the file."""
+    def run_one(self, mutant: Mutant, tests: list[str], timeout: float,
+                order: Callable[[Mutant, list[str]], list[str]] | None = None) -> Outcome:
+        """Write `mutant` into a free workspace, run `tests` (in `order`'s order, decided
+        now, so it can learn from earlier results), restore the file."""
         if self._stop.is_set():
             return Outcome("error", 0.0, 0, "interrupted")
+        if order is not None:
+            tests = order(mutant, tests)
         worker = self._free.get()
         path = worker.workdir / mutant.file
         original = path.read_bytes()
@@ -236,10 +240,11 @@ class WorkerPool:
     def run_all(
         self, jobs: list[tuple[Mutant, list[str], float]],
         on_result: Callable[[Mutant, Outcome], None],
+        order: Callable[[Mutant, list[str]], list[str]] | None = None,
     ) -> None:
         """Run every (mutant, tests, timeout) job on the pool's workers."""
         with ThreadPoolExecutor(max_workers=self.n) as pool:
-            futures = {pool.submit(self.run_one, m, t, s): m for m, t, s in jobs}
+            futures = {pool.submit(self.run_one, m, t, s, order): m for m, t, s in jobs}
             try:
                 for fut in as_completed(futures):
                     on_result(futures[fut], fut.result())

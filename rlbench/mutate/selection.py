@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,36 +107,60 @@ def read_tests(tests_json: Path, into: TestMap) -> None:
 
 def run_coverage_pass(
     workdirs: list[Path], test_files: list[str], pytest_args: list[str], scratch: Path,
-    sources: list[str],
+    sources: list[str], chunks_per_worker: int = 3,
 ) -> TestMap:
-    """Run the selected tests under coverage, split over `workdirs` in parallel, and
-    return the merged `TestMap`."""
-    groups = split_test_files(test_files, len(workdirs), workdirs[0])
-    procs = []
-    for i, (workdir, group) in enumerate(zip(workdirs, groups)):
-        data_file = scratch / f"coverage-{i}.data"
-        tests_json = scratch / f"tests-{i}.json"
-        cmd, env = coverage_command(workdir, data_file, tests_json, [*pytest_args, *group],
-                                    sources)
-        out = open(scratch / f"coverage-{i}.log", "w")
-        procs.append((workdir, data_file, tests_json, out, subprocess.Popen(
-            cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)))
+    """Run the selected tests under coverage in parallel, one pytest process per chunk of
+    test files, chunks handed out to the workspaces as they free up (file sizes are a poor
+    guess of run time: a small file of JIT-compiling tests can take minutes), and return
+    the merged `TestMap`. A test file that fails to import loses only its own tests."""
+    chunks = split_test_files(test_files, len(workdirs) * chunks_per_worker, workdirs[0])
+    free: queue.Queue[Path] = queue.Queue()
+    for wd in workdirs:
+        free.put(wd)
+    lock = threading.Lock()
+    procs: set[subprocess.Popen] = set()
+    stop = threading.Event()
     test_map = TestMap()
-    try:
-        for workdir, data_file, tests_json, out, proc in procs:
-            rc = proc.wait()
-            out.close()
-            if rc not in (0, 1):  # 1: some tests failed on clean code; they are left out
-                tail = (scratch / Path(out.name).name).read_text()[-2000:]
-                raise RuntimeError(f"coverage pass failed (pytest exit {rc}):\n{tail}")
-            read_coverage(data_file, workdir, test_map)
-            read_tests(tests_json, test_map)
-    finally:
-        for *_, out, proc in procs:
-            if proc.poll() is None:
-                _kill_group(proc)
-            out.close()
+
+    def run_chunk(i: int, chunk: list[str]) -> None:
+        workdir = free.get()
+        try:
+            if stop.is_set():
+                return
+            data_file = scratch / f"coverage-{i}.data"
+            tests_json = scratch / f"tests-{i}.json"
+            cmd, env = coverage_command(
+                workdir, data_file, tests_json,
+                ["--continue-on-collection-errors", *pytest_args, *chunk], sources)
+            log = scratch / f"coverage-{i}.log"
+            with open(log, "w") as out:
+                proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+                with lock:
+                    procs.add(proc)
+                rc = proc.wait()
+                with lock:
+                    procs.discard(proc)
+            if rc >= 3 and rc != 5:  # internal or usage error; 5: nothing selected
+                raise RuntimeError(f"coverage pass failed (pytest exit {rc}):\n"
+                                   f"{log.read_text()[-2000:]}")
+            with lock:
+                read_coverage(data_file, workdir, test_map)
+                read_tests(tests_json, test_map)
+        finally:
+            free.put(workdir)
+
+    with ThreadPoolExecutor(max_workers=len(workdirs)) as pool:
+        futures = [pool.submit(run_chunk, i, c) for i, c in enumerate(chunks)]
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:
+            stop.set()
+            with lock:
+                for proc in list(procs):
+                    _kill_group(proc)
+            raise
     return test_map
 
 
