@@ -143,7 +143,8 @@ def generate(settings: Settings, files: Sequence[str]) -> list[Mutant]:
 
 def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
         on_partial: Callable[[Report], None] | None = None) -> Report:
-    """The whole run. `on_partial` gets the report so far if the run is interrupted."""
+    """The whole run. `on_partial` gets the report so far every 25 mutants and when the
+    run is interrupted."""
     start = time.perf_counter()
     root = settings.root.resolve()
     files = python_files(root, settings.paths)
@@ -202,6 +203,10 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
             if outcome.status == "killed" and outcome.detail.startswith("FAILED "):
                 kills[m.file, outcome.detail.split()[1]] += 1
             done[0] += 1
+            if on_partial is not None and done[0] % 25 == 0 and done[0] < len(jobs):
+                partial = report()  # results so far on disk: a long run can be watched
+                partial.settings["partial"] = f"{done[0]}/{len(jobs)} run"
+                on_partial(partial)
             if done[0] % 10 == 0 or done[0] == len(jobs):
                 elapsed = time.perf_counter() - start
                 log(f"  [{done[0]}/{len(jobs)}] {elapsed:.0f} s; last: {m.file}:{m.line} "

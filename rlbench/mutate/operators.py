@@ -401,9 +401,9 @@ class StatementDropped(Operator):
                 stmt.target]
             value_names = {n.value for n in _names(stmt.value)}
             for t in targets:
-                if isinstance(t, (cst.Attribute, cst.Subscript)) and not isinstance(
-                        t, cst.Subscript) or isinstance(stmt, cst.AugAssign):
-                    drop = True  # self.x = ... / x += ...: a write-back of state
+                if isinstance(t, (cst.Attribute, cst.Subscript)) or isinstance(
+                        stmt, cst.AugAssign):
+                    drop = True  # self.x = ..., buf[i] = ..., x += ...: a state write
                 elif isinstance(t, cst.Name) and t.value in value_names:
                     drop = True  # state = update(state, ...): a functional write-back
         if drop:
@@ -458,7 +458,7 @@ class Comparison(Operator):
 
 class Constant(Operator):
     name = "constant"
-    doc = "k -> k + 1 for numbers, True <-> False (logic: not import-time constants, shapes, flags)"
+    doc = "k -> k + 1, x -> x + 1.0, True <-> False in logic (not import-time, shapes or call flags)"
 
     def mutate(self, node, ctx):
         if ctx.in_default or ctx.module_level:
@@ -468,8 +468,8 @@ class Constant(Operator):
             if isinstance(ctx.parent, cst.BinaryOperation) and isinstance(
                     ctx.parent.operator, (cst.Add, cst.Subtract)) and ctx.parent.right is node:
                 return
-            if isinstance(ctx.parent, (cst.Index, cst.Slice, cst.ComparisonTarget)):
-                return  # a subscript is a shape; `x == 0` belongs to `comparison`
+            if isinstance(ctx.parent, (cst.Index, cst.Slice, cst.ComparisonTarget, cst.Arg)):
+                return  # indices, axes and sizes are shapes; `x == 0` is `comparison`
             yield cst.Integer(str(node.evaluated_value + 1))
         elif isinstance(node, cst.Float):
             yield cst.Float(repr(float(node.evaluated_value) + 1.0))

@@ -79,9 +79,21 @@ def make_workspace(root: Path, files: Iterable[str], parent: Path, name: str) ->
 
 
 def workspace_env(workdir: Path) -> dict[str, str]:
-    # No bytecode: a restored file of the same size as its mutant, written in the same
-    # second, would otherwise load the mutant's stale .pyc.
-    return {**os.environ, "PYTHONPATH": str(workdir), "PYTHONDONTWRITEBYTECODE": "1"}
+    """The environment of every test process in a workspace."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(workdir),
+        # No bytecode: a restored file of the same size as its mutant, written in the same
+        # second, would otherwise load the mutant's stale .pyc.
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # One persistent XLA compilation cache for all workers of the run: most mutants
+        # leave the jitted programs as they were, and compiling them is most of a SAC
+        # test's time (measured: a cache hit halves it). The key is the compiled program
+        # itself, so a mutant that changes jitted code simply misses.
+        "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
 
 def imported_from(workdir: Path, package: str = "rlbench") -> str:

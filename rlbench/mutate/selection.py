@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlbench.mutate.generate import Mutant
+from rlbench.mutate.runner import workspace_env
 
 
 @dataclass
@@ -72,8 +73,7 @@ def coverage_command(workdir: Path, data_file: Path, tests_json: Path, pytest_ar
     source = ",".join(str(workdir / s) for s in sources)
     rc.write_text(f"[run]\ndata_file = {data_file}\nsource = {source}\n"
                   "omit = */rlbench/mutate/*\n")
-    env = {**os.environ, "PYTHONPATH": str(workdir), "PYTHONDONTWRITEBYTECODE": "1",
-           "RLBENCH_MUTATE_TESTS": str(tests_json)}
+    env = {**workspace_env(workdir), "RLBENCH_MUTATE_TESTS": str(tests_json)}
     cmd = [sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest",
            "-p", "rlbench.mutate.pytest_plugin", "-p", "no:cacheprovider", "-q",
            "--no-header", *pytest_args]
