@@ -26,6 +26,7 @@ from libcst.metadata import (
 from rlbench.mutate.operators import OPERATORS, Context, Operator, dotted
 
 PRAGMA = "pragma: no mutate"
+FAULT_MARK = re.compile(r"#\s*FAULT\b")
 
 
 @dataclass
@@ -110,9 +111,12 @@ class _SiteFinder(cst.CSTVisitor):
             self.classes.append(node.name.value)
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             self.statements.append(node)
-        if isinstance(node, (cst.Decorator, cst.Annotation)):
-            self.stack.append(node)  # on_leave pops it
-            return False  # import-time code and type hints are not behaviour
+        if isinstance(node, (cst.Decorator, cst.Annotation, cst.FormattedString, cst.Raise)) or (
+                _skipped(node)):
+            # Import-time code, type hints, error messages and opted-out code: no behaviour
+            # a test should pin down. Pushed anyway: on_leave pops it.
+            self.stack.append(node)
+            return False
         if isinstance(self.stack[-1] if self.stack else None, cst.Param) and node is getattr(
                 self.stack[-1], "default", None):
             self.default_depth += 1
@@ -155,6 +159,32 @@ class _SiteFinder(cst.CSTVisitor):
         for op in self.operators:
             for replacement in op.mutate(node, ctx):
                 self.sites.append((node, replacement, op.name, stmt, function))
+
+
+def _comments(node: cst.CSTNode) -> list[str]:
+    """The comments on the lines just above `node` and at the end of its line."""
+    out = [ln.comment.value for ln in getattr(node, "leading_lines", ()) if ln.comment]
+    trailing = getattr(node, "trailing_whitespace", None)
+    if trailing is not None and trailing.comment:
+        out.append(trailing.comment.value)
+    return out
+
+
+def _skipped(node: cst.CSTNode) -> bool:
+    """A statement marked ``# FAULT`` or ``# pragma: no mutate`` (above it or at its end),
+    or a function whose first statement is so marked (or whose ``def`` line carries the
+    pragma). ``# FAULT`` marks the fault catalogue's injected bugs: they *are* the bugs,
+    and mutating the switch that picks them only re-tests the kill matrix."""
+    if isinstance(node, cst.FunctionDef):
+        body = node.body
+        header = getattr(body, "header", None)
+        if header is not None and header.comment and PRAGMA in header.comment.value:
+            return True
+        first = body.body[0] if isinstance(body, cst.IndentedBlock) and body.body else None
+        return first is not None and _skipped(first)
+    if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+        return any(FAULT_MARK.search(c) or PRAGMA in c for c in _comments(node))
+    return False
 
 
 def _walk(node: cst.CSTNode) -> Iterable[cst.CSTNode]:

@@ -92,6 +92,12 @@ def test_operators_leave_what_they_must_not_touch_alone() -> None:
                         "def f(terminated, truncated):\n    return terminated or truncated\n")
     # `# pragma: no mutate` opts a line out
     assert not rewrites("comparison", "def f(a, b):\n    return a < b  # pragma: no mutate\n")
+    # the fault catalogue's injected bugs (marked `# FAULT`) are the bugs themselves
+    assert not rewrites("comparison", "def f(a, b):\n    # FAULT x: wrong\n    return a < b\n")
+    assert rewrites("comparison", "def f(a, b):\n    c = a < b\n    # FAULT x\n    g()\n")
+    # error messages are not behaviour a test should pin down
+    assert not rewrites("obs-next-obs", "def f(obs, next_obs):\n"
+                        "    raise ValueError(f'{obs.shape} {next_obs.shape}')\n")
 
 
 def test_every_operator_is_named_and_documented() -> None:
