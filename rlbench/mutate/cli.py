@@ -14,9 +14,14 @@ from rlbench.mutate.config import (
     DEFAULT_IGNORE,
     DEFAULT_MIN_SCORE,
     DEFAULT_PATHS,
+    DEFAULT_TEST_BUDGET,
     DEFAULT_TESTS,
     project_config,
 )
+
+
+def _budget(seconds: float) -> float | None:
+    return None if seconds <= 0 else seconds
 
 
 def _csv(text: str) -> list[str]:
@@ -54,6 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-mutant timeout = factor x the selected tests' baseline time "
                    "+ --timeout-slack (default 3)")
     p.add_argument("--timeout-slack", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--test-budget", type=float, metavar="SECONDS",
+                   help="run at most this many baseline seconds of each mutant's covering "
+                   "tests, best killers and fastest first (at least one test); a survivor "
+                   "that ran only part of them is marked partial in the report; 0: all "
+                   f"(default: [tool.rlbench.mutate] test_budget, else {DEFAULT_TEST_BUDGET:g})")
     p.add_argument("--min-score", type=float,
                    help="exit 1 below this score (default: [tool.rlbench.mutate] min_score "
                    f"in pyproject.toml, else {DEFAULT_MIN_SCORE})")
@@ -97,6 +107,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         changed_since=args.changed_since, max_mutants=args.max_mutants, sample=args.sample,
         seed=args.seed, workers=args.workers, fork=not args.no_fork,
         timeout_factor=args.timeout_factor, timeout_slack=args.timeout_slack,
+        test_budget=_budget(args.test_budget if args.test_budget is not None else float(
+            config.get("test_budget", DEFAULT_TEST_BUDGET))),
         min_score=args.min_score if args.min_score is not None else float(
             config.get("min_score", DEFAULT_MIN_SCORE)),
         allow_list=args.allow_list or root / ALLOW_LIST,

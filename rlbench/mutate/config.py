@@ -19,6 +19,12 @@ DEFAULT_TESTS = ("tests",)
 DEFAULT_IGNORE = ("tests/golden",)
 DEFAULT_MIN_SCORE = 0.95  # the issue-12 target: >= 95% of non-equivalent mutants killed
 ALLOW_LIST = "mutants-allow.toml"
+# Baseline seconds of covering tests one mutant may use, fastest (and best killers) first.
+# Killing tests are early: on this suite the killing test was reached after a median of
+# 1.6 s and a 90th percentile of 7.9 s of baseline test time (n=39, first full run), while
+# a survivor in the SAC code would run ~300 s of tests. A survivor that hit the budget is
+# marked partial in the report; 0 runs every covering test.
+DEFAULT_TEST_BUDGET = 30.0
 
 
 def project_config(root: Path) -> dict:

@@ -41,6 +41,9 @@ class Settings:
     preload: tuple[str, ...] = PRELOAD  # what the fork server imports once per worker
     timeout_factor: float = 3.0
     timeout_slack: float = 30.0
+    # Baseline seconds of covering tests a mutant may use (None: all of them). A survivor
+    # that ran only part of its tests says so in the report; it is never silently a kill.
+    test_budget: float | None = None
     min_score: float = DEFAULT_MIN_SCORE
     allow_list: Path | None = None
     test_map: Path | None = None
@@ -179,27 +182,38 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
                 raise RuntimeError(f"isolation broken: a workspace imports {package} from {where}")
         test_map = _test_map(settings, pool, tests, packages, log)
         jobs = []
+        selected_for: dict[str, list[str]] = {}
         for m in todo:
             selected = test_map.tests_for(m)
             if not selected:
                 results.append(Result(m, "not-covered"))
                 continue
-            budget = sum(test_map.seconds.get(t, 1.0) for t in selected)
-            jobs.append((m, selected, settings.timeout_factor * budget + settings.timeout_slack))
+            selected_for[m.uid] = selected
+            jobs.append((m, selected, 0.0))  # tests and timeout are planned at run time
         log(f"rlbench mutate: running {len(jobs)} mutants on {settings.workers} worker(s) "
             f"({len(todo) - len(jobs)} not covered, {len(mutants) - len(todo)} allow-listed)")
         done = [0]
         kills: Counter[tuple[str, str]] = Counter()  # (mutated file, test) -> mutants killed
 
-        def order(m: Mutant, selected: list[str]) -> list[str]:
+        def plan(m: Mutant, selected: list[str]) -> tuple[list[str], float]:
             # Fastest first, but a test that already killed mutants of the same file goes
             # ahead of faster ones that did not: -x then stops after one test far more often.
-            return sorted(selected, key=lambda t: test_map.seconds.get(t, 1.0)
-                          / (1 + 4 * kills[m.file, t]))
+            ranked = sorted(selected, key=lambda t: test_map.seconds.get(t, 1.0)
+                            / (1 + 4 * kills[m.file, t]))
+            chosen = _within_budget(ranked, test_map, settings.test_budget)
+            return chosen, timeout_for(chosen)
+
+        def timeout_for(tests: list[str]) -> float:
+            baseline = sum(test_map.seconds.get(t, 1.0) for t in tests)
+            return settings.timeout_factor * baseline + settings.timeout_slack
 
         def on_result(m: Mutant, outcome) -> None:
+            detail = outcome.detail
+            if outcome.status == "survived" and outcome.tests_run < len(selected_for[m.uid]):
+                detail = (f"partial: ran {outcome.tests_run} of {len(selected_for[m.uid])} "
+                          f"covering tests (--test-budget {settings.test_budget:g} s)")
             results.append(Result(m, outcome.status, outcome.seconds, outcome.tests_run,
-                                  outcome.detail))
+                                  detail))
             if outcome.status == "killed" and outcome.detail.startswith("FAILED "):
                 kills[m.file, outcome.detail.split()[1]] += 1
             done[0] += 1
@@ -213,7 +227,7 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
                     f"{m.operator} -> {outcome.status}")
 
         try:
-            pool.run_all(jobs, on_result, order)
+            pool.run_all(jobs, on_result, plan)
         except BaseException:
             if on_partial is not None:
                 partial = report()
@@ -221,6 +235,19 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
                 on_partial(partial)
             raise
     return report()
+
+
+def _within_budget(tests: list[str], test_map: TestMap, budget: float | None) -> list[str]:
+    """The leading `tests` whose baseline seconds fit in `budget` (at least one)."""
+    if budget is None:
+        return tests
+    out, used = [], 0.0
+    for t in tests:
+        used += test_map.seconds.get(t, 1.0)
+        if out and used > budget:
+            break
+        out.append(t)
+    return out
 
 
 def _test_map(settings: Settings, pool: WorkerPool, tests: list[str], packages: list[str],
@@ -253,4 +280,5 @@ def _settings_dict(s: Settings, n_files: int, n_tests: int) -> dict:
             "operators": list(s.operators), "changed_since": s.changed_since,
             "max_mutants": s.max_mutants, "sample": s.sample, "seed": s.seed,
             "fork": s.fork, "files": n_files, "test_files": n_tests,
-            "timeout": f"{s.timeout_factor}x baseline + {s.timeout_slack:.0f} s"}
+            "timeout": f"{s.timeout_factor}x baseline + {s.timeout_slack:.0f} s",
+            "test_budget": s.test_budget}

@@ -107,9 +107,11 @@ class Report:
     def headline(self) -> str:
         s = self.score
         t = self.totals
+        partial = sum(r.detail.startswith("partial:") for r in self.results)
         return (f"mutation score {'n/a' if s is None else f'{s:.1%}'} "
                 f"(min {self.min_score:.0%}): {len(self.results)} mutants, "
                 + ", ".join(f"{t[x]} {x}" for x in STATUSES if t[x])
+                + (f" ({partial} survivors ran only part of their tests)" if partial else "")
                 + f"; {self.wall_seconds:.0f} s on {self.workers} worker(s)")
 
     def markdown(self) -> str:
@@ -125,7 +127,10 @@ class Report:
         for r in survivors:
             m = r.mutant
             out += [f"### `{m.file}:{m.line}` {m.operator} in `{m.function}` ({r.status}, "
-                    f"{r.tests} tests, key `{m.key}`)", "", "```diff", m.diff.rstrip(), "```", ""]
+                    f"{r.tests} tests, key `{m.key}`)", ""]
+            if r.detail:
+                out += [r.detail, ""]
+            out += ["```diff", m.diff.rstrip(), "```", ""]
         equivalents = [r for r in self.results if r.status == "equivalent"]
         if equivalents:
             out += ["## Equivalent (allow-listed)", ""]

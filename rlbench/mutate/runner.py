@@ -37,6 +37,8 @@ PRELOAD = ("numpy", "scipy", "scipy.stats", "torch", "torch.nn", "jax", "jax.num
 SKIP_DIRS = {".git", ".venv", "venv", "__pycache__", ".hypothesis", ".pytest_cache", ".tox",
              ".asv", ".ruff_cache", ".mypy_cache", "node_modules", "build", "dist", "runs"}
 FORKSERVER = Path(__file__).with_name("forkserver.py")
+# (mutant, covering tests) -> (tests to run in that order, timeout in seconds)
+Plan = Callable[[Mutant, list[str]], tuple[list[str], float]]
 
 
 @dataclass
@@ -171,15 +173,19 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def classify(rc: int | None, timed_out: bool) -> str:
+def classify(rc: int | None, timed_out: bool, log: str = "") -> str:
     """pytest's exit code -> mutant status. 1 (tests failed), 2 (interrupted: usually an
     import error the mutant caused), 3 (internal error) and death by a signal all mean a
-    test run noticed the mutant; 4/5 (usage error, nothing collected) are our errors."""
+    test run noticed the mutant. 4 is a kill when a test module failed to import (pytest
+    then "found no collectors" for the node ids); otherwise 4/5 (usage error, nothing
+    collected) are our errors, not kills."""
     if timed_out:
         return "timeout"
     if rc == 0:
         return "survived"
     if rc in (1, 2, 3) or (rc is not None and rc < 0):
+        return "killed"
+    if rc == 4 and any(line.startswith("ERROR ") and ".py" in line for line in log.splitlines()):
         return "killed"
     return "error"
 
@@ -225,13 +231,14 @@ class WorkerPool:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def run_one(self, mutant: Mutant, tests: list[str], timeout: float,
-                order: Callable[[Mutant, list[str]], list[str]] | None = None) -> Outcome:
-        """Write `mutant` into a free workspace, run `tests` (in `order`'s order, decided
-        now, so it can learn from earlier results), restore the file."""
+                plan: Plan | None = None) -> Outcome:
+        """Write `mutant` into a free workspace, run `tests`, restore the file. `plan`, when
+        given, picks the tests to run (and their timeout) now, so that it can learn from
+        the results that came in while this mutant waited."""
         if self._stop.is_set():
             return Outcome("error", 0.0, 0, "interrupted")
-        if order is not None:
-            tests = order(mutant, tests)
+        if plan is not None:
+            tests, timeout = plan(mutant, tests)
         worker = self._free.get()
         path = worker.workdir / mutant.file
         original = path.read_bytes()
@@ -240,10 +247,9 @@ class WorkerPool:
             path.write_text(mutant.source)
             log = worker.logdir / f"{mutant.uid}.log"
             rc, timed_out = worker.run_tests(tests, timeout, log)
-            status = classify(rc, timed_out)
-            detail = ""
-            if status in ("killed", "error") and log.exists():
-                detail = _first_failure(log.read_text(errors="replace"))
+            text = log.read_text(errors="replace") if log.exists() else ""
+            status = classify(rc, timed_out, text)
+            detail = _first_failure(text) if status in ("killed", "error") else ""
             return Outcome(status, time.perf_counter() - start, len(tests), detail)
         finally:
             path.write_bytes(original)
@@ -251,12 +257,11 @@ class WorkerPool:
 
     def run_all(
         self, jobs: list[tuple[Mutant, list[str], float]],
-        on_result: Callable[[Mutant, Outcome], None],
-        order: Callable[[Mutant, list[str]], list[str]] | None = None,
+        on_result: Callable[[Mutant, Outcome], None], plan: Plan | None = None,
     ) -> None:
         """Run every (mutant, tests, timeout) job on the pool's workers."""
         with ThreadPoolExecutor(max_workers=self.n) as pool:
-            futures = {pool.submit(self.run_one, m, t, s, order): m for m, t, s in jobs}
+            futures = {pool.submit(self.run_one, m, t, s, plan): m for m, t, s in jobs}
             try:
                 for fut in as_completed(futures):
                     on_result(futures[fut], fut.result())

@@ -266,3 +266,23 @@ def test_json_report_round_trips(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["totals"]["survived"] == 1 and data["passed"] is False
     assert data["mutants"][0]["key"] == ms[0].key and data["mutants"][0]["diff"].startswith("---")
+
+
+def test_test_budget_keeps_the_leading_tests_and_at_least_one() -> None:
+    from rlbench.mutate.engine import _within_budget
+    from rlbench.mutate.selection import TestMap
+
+    tm = TestMap(seconds={"a": 1.0, "b": 2.0, "c": 50.0})
+    assert _within_budget(["a", "b", "c"], tm, None) == ["a", "b", "c"]
+    assert _within_budget(["a", "b", "c"], tm, 3.0) == ["a", "b"]
+    assert _within_budget(["c", "a"], tm, 3.0) == ["c"]
+
+
+def test_a_test_module_that_no_longer_imports_is_a_kill_not_an_error() -> None:
+    from rlbench.mutate.runner import classify
+
+    assert classify(0, False) == "survived" and classify(None, True) == "timeout"
+    assert classify(1, False) == classify(2, False) == classify(-9, False) == "killed"
+    log = "ERROR tests/unit/test_x.py\nERROR: found no collectors for tests/unit/test_x.py::t\n"
+    assert classify(4, False, log) == "killed"
+    assert classify(4, False, "ERROR: usage") == classify(5, False) == "error"
