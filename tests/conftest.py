@@ -59,7 +59,8 @@ class Golden:
     def __init__(self, update: bool) -> None:
         self.update = update
 
-    def check(self, name: str, values: dict[str, float], rtol: float, atol: float) -> None:
+    def check(self, name: str, values: dict[str, float], rtol: float, floor: float) -> None:
+        """Each value within rtol of its golden, relative to max(|golden|, floor)."""
         path = GOLDEN_DIR / f"{name}.json"
         if self.update:
             from rlbench.runs import atomic_write_json
@@ -70,12 +71,15 @@ class Golden:
             pytest.fail(f"no golden file {path}; run pytest --update-golden and commit it")
         stored = json.loads(path.read_text())
         assert stored.keys() == values.keys(), f"golden keys differ for {name}"
-        for key, expected in stored.items():
-            got = values[key]
-            assert got == pytest.approx(expected, rel=rtol, abs=atol), (
-                f"{name}[{key}] = {got}, golden {expected} (rtol={rtol}, atol={atol}); "
-                "if the change is intended, run pytest --update-golden and review the diff"
-            )
+        off = [f"  {key} = {values[key]!r}, golden {expected!r}"
+               for key, expected in stored.items()
+               if abs(values[key] - expected) > rtol * max(abs(expected), floor)]
+        assert not off, (
+            f"{name}: {len(off)} of {len(stored)} values moved beyond rtol={rtol} "
+            f"(relative to max(|golden|, {floor})):\n" + "\n".join(off) +
+            "\nif the change of the update maths is intended, run pytest --update-golden and "
+            "review the diff"
+        )
 
 
 @pytest.fixture
