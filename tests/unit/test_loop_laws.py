@@ -1,0 +1,41 @@
+"""Laws of the single-process DQN/IQN loop (`q_learning.fit`) that no number-moving test pins.
+
+* Acting follows the epsilon schedule step for step: the action chosen after k env steps
+  uses epsilon_at(k), so the very first action uses epsilon_start and epsilon_min is first
+  used exactly after exploration_fraction * total_steps steps (an off-by-one shifts the
+  whole schedule by a step and never uses epsilon_start).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
+from rlbench.config import DQNConfig
+from rlbench.schedules import decay_steps, epsilon_at
+from rlbench.trainers.dqn_torch import DQNAgent
+from rlbench.trainers.q_learning import fit
+
+
+def test_fit_acts_with_the_epsilon_of_the_steps_already_taken() -> None:
+    used: list[float] = []
+
+    class RecordingAgent(DQNAgent):
+        def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+            used.append(epsilon)
+            return super().act(obs, epsilon, rng)
+
+    config = DQNConfig(env_id="probe:1", total_steps=40, learning_starts=41,
+                       exploration_fraction=0.5, epsilon_start=1.0, epsilon_min=0.1,
+                       hidden_sizes=(8,), eval_interval=40, eval_episodes=1, seed=0)
+    fit(config, RecordingAgent, "dqn", progress=False)
+    d = decay_steps(config.total_steps, config.exploration_fraction)
+    want = [epsilon_at(k, config.total_steps, 1.0, 0.1, 0.5) for k in range(config.total_steps)]
+    assert used[0] == config.epsilon_start, (
+        f"the first action used epsilon {used[0]}, not epsilon_start {config.epsilon_start}")
+    assert used[d] == config.epsilon_min and used[d - 1] > config.epsilon_min, (
+        f"epsilon_min must first be used after exactly {d} steps; got {used[d - 1:d + 1]}")
+    np.testing.assert_allclose(used, want, rtol=0, atol=1e-12,
+                               err_msg="action k (after k env steps) must use epsilon_at(k)")
