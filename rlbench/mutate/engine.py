@@ -85,7 +85,11 @@ _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 def changed_lines(root: Path, ref: str, files: Sequence[str]) -> dict[str, set[int]]:
     """file -> lines added or changed since `ref` (working tree included); untracked
     files count as wholly changed."""
-    _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except ValueError:
+        raise ValueError(f"--changed-since {ref}: not a commit in {root} "
+                         "(fetch it first, e.g. git fetch origin main)") from None
     out: dict[str, set[int]] = {}
     current = None
     for line in _git(root, "diff", "-U0", "--no-color", "--no-ext-diff", ref, "--",
@@ -164,11 +168,13 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
         else:
             todo.append(m)
 
+    phases: dict[str, float] = {"generate_seconds": round(time.perf_counter() - start, 1)}
+
     def report() -> Report:
         order = {m.uid: i for i, m in enumerate(mutants)}
         results.sort(key=lambda r: order[r.mutant.uid])
         return Report(results, time.perf_counter() - start, settings.workers, settings.min_score,
-                      _settings_dict(settings, len(files), len(tests)))
+                      _settings_dict(settings, len(files), len(tests)) | phases)
 
     if not todo:
         return report()
@@ -180,7 +186,9 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
             where = imported_from(pool.workdirs[0], package)
             if not Path(where).resolve().is_relative_to(pool.workdirs[0].resolve()):
                 raise RuntimeError(f"isolation broken: a workspace imports {package} from {where}")
+        t0 = time.perf_counter()
         test_map = _test_map(settings, pool, tests, packages, log)
+        phases["coverage_seconds"] = round(time.perf_counter() - t0, 1)
         jobs = []
         selected_for: dict[str, list[str]] = {}
         for m in todo:
