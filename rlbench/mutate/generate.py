@@ -151,7 +151,8 @@ class _SiteFinder(cst.CSTVisitor):
             load = False
         function, names = self.functions[-1]
         ctx = Context(
-            parent=parent, function=function, names=names, attrs=self.attrs, load=load,
+            parent=parent, grandparent=self.stack[-2] if len(self.stack) > 1 else None,
+            function=function, names=names, attrs=self.attrs, load=load,
             in_default=self.default_depth > 0,
             module_level=len(self.functions) == 1,
             statement_target=_assigned_name(stmt),

@@ -50,6 +50,7 @@ class Context:
     """What an operator may know about a node besides the node itself."""
 
     parent: cst.CSTNode | None
+    grandparent: cst.CSTNode | None
     function: str  # qualified name of the enclosing function, "<module>" at top level
     names: frozenset[str]  # Name identifiers used anywhere in the enclosing function
     attrs: frozenset[str]  # "base.attr" chains used anywhere in the module
@@ -470,6 +471,8 @@ class Constant(Operator):
                 return
             if isinstance(ctx.parent, (cst.Index, cst.Slice, cst.ComparisonTarget, cst.Arg)):
                 return  # indices, axes and sizes are shapes; `x == 0` is `comparison`
+            if isinstance(ctx.parent, cst.UnaryOperation) and isinstance(ctx.grandparent, cst.Arg):
+                return  # reshape(-1) -> reshape(-2): numpy reads any negative size as -1
             yield cst.Integer(str(node.evaluated_value + 1))
         elif isinstance(node, cst.Float):
             yield cst.Float(repr(float(node.evaluated_value) + 1.0))

@@ -85,6 +85,8 @@ def test_operators_leave_what_they_must_not_touch_alone() -> None:
     assert not rewrites("statement-dropped", "def f(bar):\n    bar.update(3)\n")
     # default arguments and module constants run at import, where no test selects them
     assert not rewrites("constant", "X = 3\ndef f(x, k=2):\n    return x\n")
+    # shapes and axes: reshape(-1) -> reshape(-2) is the same call to numpy
+    assert not rewrites("constant", "def f(x, n):\n    return x.reshape(n, -1).sum(axis=1)\n")
     # docstrings and strings are not code
     assert not rewrites("comparison", 'def f():\n    """a < b"""\n    return "a < b"\n')
     # `terminated or truncated` already ends on both
