@@ -266,3 +266,22 @@ def test_iqn_loss_uses_target_network_bootstrap_and_the_online_taus(double_q: bo
         pytest.fail(f"IQN loss {loss:.6f} != quantile Huber loss of the online quantiles at "
                     f"their own fractions tau against r + gamma·(1-terminated)·Z_target(s', a*) "
                     f"= {want:.6f}{hint}")
+
+
+@pytest.mark.parametrize("agent_cls,config_cls", [(DQNAgent, DQNConfig), (IQNAgent, IQNConfig)],
+                         ids=["dqn", "iqn"])
+def test_td_target_is_deterministic_under_dropout(agent_cls, config_cls) -> None:
+    """The target network is never trained and stays in eval mode, so with dropout on, the
+    bootstrapped values of one batch are the same on every evaluation, before and after an
+    update (train mode is for the online network only)."""
+    torch.manual_seed(0)
+    agent = agent_cls(config_cls(gamma=GAMMA, hidden_sizes=(16, 16), dropout=0.5),
+                      (OBS_DIM,), N_ACTIONS, CPU)
+    batch = _batch()
+    x = torch.as_tensor(batch.next_obs)
+    extra = (torch.full((len(batch.reward), 4), 0.5),) if agent_cls is IQNAgent else ()
+    agent.update(batch)
+    with torch.no_grad():
+        first, second = agent.target(x, *extra), agent.target(x, *extra)
+    assert torch.equal(first, second), (
+        "the target network is in train mode: dropout makes the TD target random")
