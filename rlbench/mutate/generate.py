@@ -233,6 +233,7 @@ def generate_mutants(
     mutants: list[Mutant] = []
     seen: dict[tuple, int] = {}
     for node, replacement, op_name, stmt, function in finder.sites:
+        replacement = _keep_parens(node, replacement)
         pos = positions[node]
         if lines is not None and not (set(range(pos.start.line, pos.end.line + 1)) & lines):
             continue
@@ -264,6 +265,15 @@ def generate_mutants(
     for i, m in enumerate(mutants):
         m.uid = f"{Path(m.file).stem}-{i:04d}-{m.key[:6]}"
     return mutants
+
+
+def _keep_parens(node: cst.CSTNode, replacement: cst.CSTNode) -> cst.CSTNode:
+    """The original's parentheses belong to the site, not to the operand an operator
+    returns: `(n + to - 1) // to` -> `(n + to) // to`, never `n + to // to`."""
+    lpar = getattr(node, "lpar", None)
+    if lpar and hasattr(replacement, "lpar") and not replacement.lpar:
+        return replacement.with_changes(lpar=node.lpar, rpar=node.rpar)
+    return replacement
 
 
 def _splice(source: str, line_starts: list[int], pos, module: cst.Module, node: cst.CSTNode,
