@@ -59,3 +59,25 @@ def test_sac_exploration_and_update_keys_are_separate_streams() -> None:
     act, update = jax.random.key_data(sac.act_key), jax.random.key_data(sac.update_key)
     assert not np.array_equal(np.asarray(act), np.asarray(update)), (
         "acting and updates share one RNG key")
+
+
+def test_sac_greedy_action_is_the_squashed_noise_free_sample() -> None:
+    """The evaluation action tanh(mean) is the policy's sample with zero noise: squashed
+    into the actor's box [-1, 1] exactly like every exploration action (an unsquashed mean
+    would act outside the box the env mapping `_to_env` assumes)."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from rlbench.trainers.sac_nets import Actor, tanh_gaussian_sample
+
+    actor = Actor(3, 2, (16,), nnx.Rngs(0))
+    last = actor.net.layers[-1]
+    last.kernel[...] = last.kernel[...] * 50.0  # large means: far outside [-1, 1] unsquashed
+    obs = jnp.asarray(np.random.default_rng(0).standard_normal((8, 3)), jnp.float32)
+    mean, log_std = actor(obs)
+    assert float(jnp.abs(mean).max()) > 2.0  # guard: the squash matters on these inputs
+    want, _ = tanh_gaussian_sample(mean, log_std, jnp.zeros_like(mean))
+    got = np.asarray(actor.greedy(obs))
+    assert np.abs(got).max() <= 1.0, "the greedy action is not squashed into [-1, 1]"
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-6, atol=1e-6,
+                               err_msg="greedy action != tanh(mean), the noise-free sample")
