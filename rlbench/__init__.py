@@ -1,4 +1,4 @@
-"""rlbench: reference RL trainers kept honest by property tests, golden returns,
+"""rlbench: reference RL trainers kept honest by property tests, replay goldens,
 a fault kill matrix, asv benchmarks and a nightly learning-curve verdict."""
 
 __version__ = "0.1.0"
