@@ -18,7 +18,7 @@ from rlbench.envs.probes import PROBES, make_probe
 FAMILIES = {
     "gymnasium": "any registered gymnasium id, e.g. CartPole-v1, Pendulum-v1",
     "dmc": "dmc:<domain>-<task>, e.g. dmc:cartpole-swingup (needs rlbench[dmc])",
-    "probe": "probe:1 .. probe:5 (discrete) and probe:<n>-continuous",
+    "probe": "probe:1 .. probe:5 and probe:timelimit (discrete), probe:<n>-continuous",
 }
 
 
