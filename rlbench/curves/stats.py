@@ -144,3 +144,15 @@ def iqm_difference_interval(
 ) -> Interval:
     """IQM(candidate) - IQM(reference) with an independent two-sample bootstrap interval."""
     return _two_sample_interval(_iqm_difference, x, y, confidence, reps, seed)
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def mean_difference_interval(
+    x: np.ndarray, y: np.ndarray, confidence: float = 0.95, reps: int = BOOTSTRAP_REPS,
+    seed: int = 0,
+) -> Interval:
+    """mean(x) - mean(y) with an independent two-sample percentile bootstrap interval."""
+    return _two_sample_interval(_mean_difference, x, y, confidence, reps, seed)

@@ -11,8 +11,8 @@ import pytest
 
 from rlbench.cli import main
 from rlbench.config import TrainConfig
-from rlbench.fault_tools import KILL_MATRIX_TEST, detector_problem, detector_problems
 from rlbench.faults import BY_ID, CATALOGUE, ENV_VAR, active_faults, parse_faults
+from rlbench.faults.detectors import KILL_MATRIX_TEST, detector_problem, detector_problems
 from rlbench.trainers import TRAINERS, backend_available, config_class
 
 ROOT = Path(__file__).resolve().parents[2]
