@@ -52,7 +52,7 @@ def test_catalogue_ids_unique_and_well_formed() -> None:
 def test_catalogue_matches_readme_fault_table() -> None:
     readme = _fault_table((ROOT / "README.md").read_text())
     assert readme == {f.id: _short(f.source, f.item) for f in CATALOGUE}, (
-        "README's fault table is out of sync with rlbench/faults.py; regenerate it with "
+        "README's fault table is out of sync with rlbench/faults/catalogue.py; regenerate it with "
         "`rlbench faults list --markdown`"
     )
 

@@ -1,7 +1,7 @@
 """Shared DQN/IQN machinery: conversion, weight copy, modes, target updates, schedules.
 
 Several tests here are the fault kill-matrix detectors of the PyTorch trainers (named in
-rlbench/faults.py); each says which fault it catches.
+rlbench/faults/catalogue.py); each says which fault it catches.
 """
 
 from __future__ import annotations
