@@ -20,8 +20,6 @@ network and a loss.
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,13 +32,11 @@ from torch import nn
 from rlbench.buffers import ReplayBuffer
 from rlbench.config import QLearningConfig
 from rlbench.envs import is_discrete, make
-from rlbench.evaluation import evaluate
+from rlbench.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlbench.faults import active_faults
-from rlbench.runs import Progress, RunRecorder
-from rlbench.schedules import epsilon_at, lr_factor
+from rlbench.runs import EpisodeStats, Progress, RunRecorder
+from rlbench.schedules import epsilon_at, lr_factor, periodic_updates_due
 from rlbench.types import Batch, EvalResult
-
-EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded apart from the training env
 
 
 # -- devices and networks ----------------------------------------------------------------
@@ -208,12 +204,17 @@ def make_epsilon_schedule(config: QLearningConfig) -> Callable[[int], float]:
     return lambda step: epsilon_at(step, total, start, end, frac)
 
 
+def updates_due(steps: int, config: QLearningConfig) -> int:
+    """Gradient updates the schedule allows once `steps` env steps exist: `gradient_steps`
+    at every step s <= steps with s >= learning_starts and s % train_frequency == 0 (the
+    rule `fit` follows; the actor/learner's learner paces itself by it)."""
+    return periodic_updates_due(steps, config.learning_starts, config.train_frequency,
+                                config.gradient_steps)
+
+
 def planned_updates(config: QLearningConfig) -> int:
-    """Gradient updates `fit` will make: one round every train_frequency env steps from
-    step learning_starts on (the LR schedule spans exactly these)."""
-    first = math.ceil(config.learning_starts / config.train_frequency) * config.train_frequency
-    rounds = max(0, (config.total_steps - first) // config.train_frequency + 1)
-    return rounds * config.gradient_steps
+    """Gradient updates a whole run makes (the LR schedule spans exactly these)."""
+    return updates_due(config.total_steps, config)
 
 
 # -- the agent -------------------------------------------------------------------------------
@@ -496,8 +497,7 @@ def fit(
     recorder = RunRecorder(out_dir, algo, "torch", config)
     bar = Progress(config.total_steps, algo, enabled=progress)
 
-    recent: deque[float] = deque(maxlen=20)
-    episodes, ep_return, ep_len = 0, 0.0, 0
+    episodes = EpisodeStats(window=20)
     info: dict[str, float] = {}
     obs, _ = env.reset()
     try:
@@ -506,14 +506,11 @@ def fit(
             action = agent.act(obs, eps, rng)
             next_obs, reward, terminated, truncated, _ = env.step(action)
             pending.add(obs, action, reward, next_obs, terminated, truncated)
-            ep_return += float(reward)
-            ep_len += 1
+            episodes.step(reward)
             obs = next_obs
             if terminated or truncated:
-                episodes += 1
-                recent.append(ep_return)
+                ep_return, ep_len = episodes.end()
                 recorder.log(step, kind="episode", ret=ep_return, length=ep_len)
-                ep_return, ep_len = 0.0, 0
                 obs, _ = env.reset()
 
             if step % config.train_frequency == 0:
@@ -528,7 +525,7 @@ def fit(
                 recorder.record_eval(step, evaluate_agent(agent, config))
             if step % config.log_interval == 0 or step == config.total_steps:
                 bar.update(step, force=step == config.total_steps, eps=eps,
-                           ret=float(np.mean(recent)) if recent else float("nan"),
+                           ret=episodes.recent_mean(),
                            eval=recorder.eval_history[-1]["return_mean"]
                            if recorder.eval_history else float("nan"))
     except BaseException:
@@ -540,7 +537,7 @@ def fit(
     summary = recorder.finish(
         config.total_steps,
         updates=agent.updates,
-        episodes=episodes,
+        episodes=episodes.episodes,
         device=str(device),
         buffer=buffer.stats(),
         final_epsilon=epsilon(config.total_steps),
