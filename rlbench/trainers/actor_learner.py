@@ -46,13 +46,14 @@ import numpy as np
 import torch
 
 from rlbench.buffers.shared import SharedReplayBuffer
-from rlbench.config import IQNConfig, QLearningConfig
+from rlbench.config import QLearningConfig
 from rlbench.envs import make
 from rlbench.faults import active_faults
 from rlbench.runs import EpisodeStats, Progress, RunRecorder
 from rlbench.trainers.multiproc import ProcessGroup, WeightChannel, Worker
 from rlbench.trainers.q_learning import (
     PendingTransitions,
+    algo_of,
     evaluate_agent,
     make_agent,
     make_epsilon_schedule,
@@ -376,7 +377,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
         raise ValueError(f"actor/learner training needs actors >= 1, got {config.actors}")
     # Resolve RLBENCH_FAULTS here so every child runs with exactly the parent's faults.
     config = config.replace(faults=tuple(sorted(active_faults(config.faults))))
-    algo = "iqn" if isinstance(config, IQNConfig) else "dqn"
+    algo = algo_of(config)
     torch.manual_seed(config.seed)
     if torch.get_num_threads() != config.torch_threads:
         torch.set_num_threads(config.torch_threads)
