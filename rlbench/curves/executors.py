@@ -46,7 +46,7 @@ def run_job(job: Job, run_dir: str | None) -> dict[str, Any]:
         os.environ.setdefault(key, value)
     if run_dir is not None:
         # JAX compiles the same SAC programs in every job: a persistent compilation cache
-        # shared by the suite's jobs saves ~6 CPU-s per SAC job (same executables, same
+        # shared by the suite's jobs compiles each of them once (same executables, same
         # results).
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(run_dir).parent / ".jax-cache"))
     cpu_start = _cpu_seconds()

@@ -15,12 +15,14 @@ from rlbench.faults.catalogue import (
     CATALOGUE,
     ENV_VAR,
     MULTIPROC,
+    SOURCE_NAMES,
     Fault,
     active_faults,
     parse_faults,
 )
 
 __all__ = [
-    "ANALYSIS", "BY_ID", "CATALOGUE", "ENV_VAR", "MULTIPROC", "Fault", "active_faults",
+    "ANALYSIS", "BY_ID", "CATALOGUE", "ENV_VAR", "MULTIPROC", "SOURCE_NAMES",
+    "Fault", "active_faults",
     "parse_faults",
 ]

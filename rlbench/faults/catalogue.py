@@ -1,6 +1,6 @@
 """The fault catalogue: every documented training-loop bug, switchable back on.
 
-Each row names a bug from ``shared/seeds/``, the fix rlbench keeps, and the fast tests
+Each row names a documented bug (``docs/faults.md``), the fix rlbench keeps, and the fast tests
 (pytest node ids) that fail when the bug is back. ``rlbench faults verify`` runs that kill
 matrix; ``rlbench faults impact`` measures how much each bug hurts learning.
 
@@ -18,14 +18,17 @@ from dataclasses import dataclass
 
 ENV_VAR = "RLBENCH_FAULTS"
 
-ANALYSIS = "seeds/training-loop-analysis.md"
-MULTIPROC = "seeds/multiprocessing-learning-issues.md"
+# The two source systems, as sections of docs/faults.md.
+ANALYSIS = "docs/faults.md#training-loop-analysis-jax-sac"
+MULTIPROC = "docs/faults.md#multiprocessing-learning-issues-pytorch-dqniqn"
+SOURCE_NAMES = {ANALYSIS: "analysis", MULTIPROC: "multiprocessing"}
+"""Short name of each source, as the README's fault table writes it."""
 
 
 @dataclass(frozen=True)
 class Fault:
     id: str
-    source: str  # seed document
+    source: str  # where it is documented: a section of docs/faults.md
     item: str  # the numbered item in it
     bug: str  # what the bug does when switched on
     fix: str  # what rlbench keeps instead

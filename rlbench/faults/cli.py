@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from rlbench.faults.catalogue import BY_ID, CATALOGUE, Fault, parse_faults
+from rlbench.faults.catalogue import BY_ID, CATALOGUE, SOURCE_NAMES, Fault, parse_faults
 from rlbench.faults.impact import format_impact, impact
 from rlbench.faults.verify import (
     CLEAN_TIMEOUT_FACTOR,
@@ -22,9 +22,7 @@ from rlbench.tables import text_table
 
 
 def _short_source(fault: Fault) -> str:
-    doc = Path(fault.source).stem.split("-")[0]  # "training" / "multiprocessing"
-    return {"training": "analysis"}.get(doc, doc) + " " + fault.item
-
+    return f"{SOURCE_NAMES.get(fault.source, fault.source)} {fault.item}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -158,8 +158,8 @@ class QAgent:
     ) -> None:
         self.config = config
         if device.type == "cpu" and torch.get_num_threads() != config.torch_threads:
-            # Process-wide, but the agent is what knows its compute: on a busy 2-core box a
-            # 2-thread pool makes a small-MLP update ~50x slower than one thread.
+            # Process-wide, but the agent is what knows its compute: on a busy small box a
+            # multi-thread pool makes a small-MLP update far slower than one thread.
             torch.set_num_threads(config.torch_threads)
         self.obs_shape = tuple(obs_shape)
         self.obs_dim = int(np.prod(self.obs_shape))
@@ -255,7 +255,7 @@ class QAgent:
 
     def _train_mode(self) -> None:
         # Modes are only ever switched on the root module (train() here, eval() when acting),
-        # so the root flag tells; skipping the recursive no-op saves ~5% of a CleanRL-settings step.
+        # so the root flag tells; the recursive no-op is not free on a small network.
         if not self.online.training:
             self.online.train()
 
@@ -300,7 +300,8 @@ class QAgent:
 
     # -- weights -------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        # fused Adam: one kernel for all parameters; saves ~20% of a small-MLP update on CPU.
+        # fused Adam: one kernel for all parameters instead of one per tensor, which matters
+        # for a small MLP whose update is dominated by per-tensor overhead.
         return torch.optim.Adam(self.online.parameters(), lr=self.config.learning_rate,
                                 fused=True)
 

@@ -57,7 +57,7 @@ class QNetwork(nn.Module):
 class NumpyMLP:
     """Greedy action of a plain Linear/ReLU MLP in numpy, for acting one step at a time.
 
-    A single-observation torch forward costs ~20 µs of dispatch; this costs ~5 µs. The
+    A single-observation torch forward is mostly dispatch overhead; numpy skips it. The
     arrays are *views* of the CPU parameters, so in-place optimizer steps show up without
     copying; `QAgent` rebuilds it whenever the parameter tensors themselves change.
     Only used when the network has no train/eval-dependent layers (no dropout/LayerNorm),
