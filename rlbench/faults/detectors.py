@@ -1,6 +1,7 @@
-"""Detector checks: whether a catalogue row's pytest node ids can serve as detectors.
+"""A fault's detectors: the tests marked ``@pytest.mark.detects("<fault id>")``, and whether
+each can serve (exists, runs by default, is not the kill-matrix test itself).
 
-Read from the test files' syntax trees, never by importing them: the check is instant and
+Both are read from the test files' syntax trees, never by importing them: instant, and it
 works on a tree that a fault (or a typo) has broken.
 """
 
@@ -8,9 +9,16 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rlbench.faults.catalogue import CATALOGUE, Fault
+
+MARKER = "detects"
+"""`@pytest.mark.detects("fault-id", ...)` names the faults a test detects."""
+
+TESTS_DIR = "tests"
+"""Where, under the project root, marked detectors are looked for."""
 
 KILL_MATRIX_TEST = "tests/faults/test_kill_matrix.py"
 """The test that runs `verify` itself: it can never be a detector (it would recurse)."""
@@ -68,10 +76,13 @@ def detector_problem(nodeid: str, root: Path) -> str | None:
 
 
 def detector_problems(
-    faults: Sequence[Fault] = CATALOGUE, root: Path | None = None
+    faults: Sequence[Fault] | None = None, root: Path | None = None
 ) -> dict[str, str]:
-    """Detector node id → problem, for every unusable detector of `faults`."""
+    """Detector node id → problem, for every unusable detector of `faults` (default: the
+    catalogue with its marked detectors)."""
     root = root or project_root()
+    if faults is None:
+        faults = with_detectors(CATALOGUE, root)
     out = {}
     for fault in faults:
         for nodeid in fault.detectors:
@@ -80,3 +91,45 @@ def detector_problems(
                 out[nodeid] = problem
     return out
 
+
+
+def _marked_ids(decorators: Iterable[ast.expr]) -> list[str]:
+    """Fault ids named by `@pytest.mark.detects(...)` among `decorators`."""
+    ids: list[str] = []
+    for d in decorators:
+        if isinstance(d, ast.Call) and ast.unparse(d.func).endswith(f"mark.{MARKER}"):
+            ids += [a.value for a in d.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    return ids
+
+
+def marked_detectors(root: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Fault id → node ids of the tests under `root`/tests marked as its detectors (file
+    order, then source order). A file that does not parse contributes none: its faults then
+    show up as having no (or fewer) detectors, which verify reports."""
+    root = root or project_root()
+    found: dict[str, list[str]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                nodeid = f"{prefix}::{node.name}"
+                for fault_id in _marked_ids(node.decorator_list):
+                    found.setdefault(fault_id, []).append(nodeid)
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, nodeid)
+
+    for file in sorted((root / TESTS_DIR).rglob("test_*.py")):
+        try:
+            tree = ast.parse(file.read_text(), filename=str(file))
+        except SyntaxError:
+            continue
+        visit(tree.body, file.relative_to(root).as_posix())
+    return {fault_id: tuple(ids) for fault_id, ids in found.items()}
+
+
+def with_detectors(faults: Sequence[Fault], root: Path | None = None) -> list[Fault]:
+    """`faults` with their marked detector tests added after any node ids a row names
+    itself (catalogue rows name none; a row built by hand, e.g. for another project, may)."""
+    marked = marked_detectors(root)
+    return [replace(f, detectors=tuple(dict.fromkeys((*f.detectors, *marked.get(f.id, ())))))
+            for f in faults]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench.faults.catalogue import CATALOGUE, ENV_VAR, Fault
-from rlbench.faults.detectors import detector_problems, project_root
+from rlbench.faults.detectors import detector_problems, project_root, with_detectors
 from rlbench.processes import parallel, run_group
 from rlbench.tables import text_table
 
@@ -198,6 +198,7 @@ def kill_matrix(
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0, got {timeout}")
     root = root or project_root()
+    faults = with_detectors(faults, root)
     bad = detector_problems(faults, root)
     usable = {f.id: [d for d in f.detectors if d not in bad] for f in faults}
     union = list(dict.fromkeys(d for ds in usable.values() for d in ds))
