@@ -36,7 +36,7 @@ def bootstrap_diff_ci(
     BCa is undefined for the constant samples a capped return (CartPole's 500) often gives.
     With 5 seeds per group the interval is rough; read it as "clearly hurts" or not.
     """
-    from rlbench.curves.stats import mean_difference_interval  # scipy: only when needed
+    from rlbench.curves.stats import mean_difference, two_sample_interval  # scipy: lazily
 
     x = np.asarray(fault_returns, dtype=float)
     y = np.asarray(clean_returns, dtype=float)
@@ -45,7 +45,7 @@ def bootstrap_diff_ci(
     diff = float(x.mean() - y.mean())
     if np.ptp(x) == 0 and np.ptp(y) == 0:  # nothing to resample: the CI is the point
         return diff, diff, diff
-    ci = mean_difference_interval(x, y, confidence, n_resamples, seed)
+    ci = two_sample_interval(mean_difference, x, y, confidence, n_resamples, seed)
     return diff, ci.low, ci.high
 
 
