@@ -9,14 +9,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rlbench.tables import text_table
+
 DEFAULT_EVAL_ENVS = ("CartPole-v1", "dmc:cartpole-swingup", "probe:5")
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    return "\n".join(lines + [fmt.format(*map(str, r)) for r in rows])
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -26,7 +21,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([dict(zip(("id", "family", "description"), r)) for r in rows], indent=2))
         return 0
-    print(_table(rows, ["id", "family", "description"]))
+    print(text_table(rows, ["id", "family", "description"]))
     print("\nfamilies:\n" + "\n".join(f"  {k:<10} {v}" for k, v in FAMILIES.items()))
     return 0
 
@@ -51,7 +46,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
     else:
-        print(_table(rows, ["env", "family", "policy", "completed", "mean length",
+        print(text_table(rows, ["env", "family", "policy", "completed", "mean length",
                             "return (mean ± std)", "seconds"]))
     return 0
 
@@ -129,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_train)
 
-    from rlbench.fault_tools import add_parser as add_faults_parser
+    from rlbench.faults.cli import add_parser as add_faults_parser
 
     add_faults_parser(sub)  # `rlbench faults {list,verify,impact}`
 

@@ -17,6 +17,10 @@ from rlbench.envs import make
 from rlbench.faults import active_faults
 from rlbench.types import EvalResult, Policy
 
+EVAL_SEED_OFFSET = 10_000
+"""Trainers evaluate with seed = training seed + this offset: evaluation episodes never
+replay the training env's episode seeds, and every trainer evaluates the same episodes."""
+
 
 def _ends_on_either(terminated: bool, truncated: bool) -> bool:
     return terminated or truncated

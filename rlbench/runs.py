@@ -12,9 +12,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rlbench.types import EvalResult
 
@@ -87,6 +90,38 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+class EpisodeStats:
+    """Episode bookkeeping of a training loop: the open episode's return and length, the
+    number of finished episodes, and the mean return of the last `window` of them (what the
+    progress line and the train metrics show)."""
+
+    def __init__(self, window: int) -> None:
+        self.recent: deque[float] = deque(maxlen=window)
+        self.episodes = 0
+        self.ret, self.length = 0.0, 0
+
+    def step(self, reward: float) -> None:
+        """Add one env step's reward to the open episode."""
+        self.ret += float(reward)
+        self.length += 1
+
+    def end(self) -> tuple[float, int]:
+        """Close the open episode (terminated or truncated); its (return, length)."""
+        ret, length = self.ret, self.length
+        self.finished(ret)
+        self.ret, self.length = 0.0, 0
+        return ret, length
+
+    def finished(self, ret: float) -> None:
+        """Count an episode whose steps were taken elsewhere (an actor process)."""
+        self.episodes += 1
+        self.recent.append(ret)
+
+    def recent_mean(self) -> float:
+        """Mean return of the last `window` finished episodes; NaN before the first."""
+        return float(np.mean(self.recent)) if self.recent else math.nan
 
 
 class Progress:

@@ -59,3 +59,22 @@ def lr_factor(kind: str, update: int, total_updates: int, final_fraction: float 
     if kind == "cosine":
         return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * frac))
     raise ValueError(f"unknown lr schedule {kind!r}; choose one of {', '.join(LR_SCHEDULES)}")
+
+
+# -- update counts: how many gradient updates the schedule owes after n env steps ----------
+def periodic_updates_due(
+    steps: int, learning_starts: int, train_frequency: int, gradient_steps: int
+) -> int:
+    """DQN/IQN: `gradient_steps` updates at every env step s <= `steps` (counting from 1)
+    with s >= learning_starts and s % train_frequency == 0."""
+    tf = train_frequency
+    first = -(-learning_starts // tf) * tf  # first multiple of tf >= learning_starts
+    if steps < first:
+        return 0
+    return ((steps - first) // tf + 1) * gradient_steps
+
+
+def ratio_updates_due(transitions: int, learning_starts: int, utd_ratio: float) -> int:
+    """SAC: none before `learning_starts` transitions exist, then `utd_ratio` per env step
+    (the first at exactly `learning_starts`), rounded down."""
+    return math.floor(utd_ratio * max(0, transitions - learning_starts + 1))

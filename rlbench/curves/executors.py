@@ -28,16 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlbench.curves.records import ERROR, Job, JobRecord
-
-# One thread per job: jobs already run in parallel, and BLAS/XLA thread pools fighting over
-# 2 cores make runs slower and timings noisy. Set before torch/jax are imported in the job.
-THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-    "MUJOCO_GL": "disable",
-}
+from rlbench.processes import SINGLE_THREAD_ENV, kill_group
 
 OnResult = Callable[[JobRecord], None]
 
@@ -51,11 +42,11 @@ class Executor(Protocol):
 def run_job(job: Job, run_dir: str | None) -> dict[str, Any]:
     """Train one job through `rlbench.trainers.train`; its record as a dict (never raises:
     a failing trainer becomes an "error" record with the traceback's tail)."""
-    for key, value in THREAD_ENV.items():
+    for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
     if run_dir is not None:
         # JAX compiles the same SAC programs in every job: a persistent compilation cache
-        # shared by the suite's jobs saves ~6 CPU-s per SAC job (same executables, same
+        # shared by the suite's jobs compiles each of them once (same executables, same
         # results).
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(run_dir).parent / ".jax-cache"))
     cpu_start = _cpu_seconds()
@@ -102,17 +93,14 @@ def _environ(defaults: dict[str, str]) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
-def _kill_group(proc: mp.process.BaseProcess, grace_s: float = 5.0) -> None:
+def _stop_job(proc: mp.process.BaseProcess, grace_s: float = 5.0) -> None:
     """Stop a job with everything it started: SIGTERM to its process group first (trainers
     clean up their shared memory, and multiprocessing's resource tracker, which ignores
     SIGTERM, unlinks what is left once the job exits), SIGKILL if it is still alive."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            # No such group: the job has not called setpgrp yet (or is gone already).
-            if proc.exitcode is None:
-                os.kill(proc.pid, sig)
+        # No group: the job has not called setpgrp yet (or is gone already).
+        if not kill_group(proc.pid, sig) and proc.exitcode is None:
+            os.kill(proc.pid, sig)
         proc.join(grace_s)
         if proc.exitcode is not None:
             break
@@ -139,7 +127,7 @@ class LocalExecutor:
                     result.unlink(missing_ok=True)
                     proc = ctx.Process(target=_child, args=(job, str(run_dir), str(result)),
                                        name=f"rlbench-job-{job.id}")
-                    with _environ(THREAD_ENV):  # the child inherits them before any import
+                    with _environ(SINGLE_THREAD_ENV):  # the child inherits them before any import
                         proc.start()
                     running[proc.pid] = (proc, job, time.monotonic(), result)
                 multiprocessing.connection.wait([p.sentinel for p, *_ in running.values()],
@@ -150,7 +138,7 @@ class LocalExecutor:
                         continue
                     del running[pid]
                     if proc.exitcode is None:
-                        _kill_group(proc)
+                        _stop_job(proc)
                         on_result(JobRecord(job, ERROR, wall_seconds=elapsed,
                                             error=f"timed out after {job.timeout_s:.0f} s"))
                     elif result.is_file():
@@ -162,7 +150,7 @@ class LocalExecutor:
                                                   " before writing a result"))
         finally:  # interrupt or error in on_result: no job outlives the executor
             for proc, *_ in running.values():
-                _kill_group(proc)
+                _stop_job(proc)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -195,7 +183,7 @@ class RayExecutor:
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         if started_here:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "runtime_env": {"env_vars": THREAD_ENV}}
+                                      "runtime_env": {"env_vars": SINGLE_THREAD_ENV}}
             if self.address is None:
                 kwargs["num_cpus"] = self.jobs
             try:

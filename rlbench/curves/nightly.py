@@ -19,11 +19,9 @@ import json
 import math
 import os
 import platform
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from rlbench.curves.records import (
     load_reference,
 )
 from rlbench.curves.report import EntryResult, ReportContext, write_report
+from rlbench.processes import sigterm_as_interrupt
 from rlbench.runs import atomic_write_json, git_state, package_versions
 
 REFERENCE_DIR = Path(__file__).parent / "references"
@@ -125,23 +124,6 @@ def _dur(seconds: float) -> str:
     return f"{m}m{s:02d}s"
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """CI cancels with SIGTERM: treat it like Ctrl-C so the report still says "incomplete"."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_jobs(
     jobs: Sequence[Job], out: Path, executor: Executor, resume: bool, label: str,
     progress: bool = True,
@@ -174,7 +156,7 @@ def run_jobs(
 
     interrupted = False
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             executor.run(pending, out / "runs", on_result)
     except KeyboardInterrupt:
         interrupted = True

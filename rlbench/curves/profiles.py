@@ -125,9 +125,8 @@ def _changes(**kw: Any) -> tuple[tuple[str, Any], ...]:
 
 # Short budgets: long enough that the CartPole learners end well above random (~20) and
 # target-not-updated visibly hurts, short enough for <= 15 min on 2 cores with --jobs 2.
-# Measured CPU per job on the project machine: DQN 10 s, IQN 21 s, DQN actors=2 ~25 s,
-# SAC ~40 s (mostly JAX start-up and compilation, which the executor's compilation cache
-# shares between jobs).
+# SAC jobs cost the most, mostly JAX start-up and compilation, which the executor's
+# compilation cache shares between jobs.
 _QUICK_Q = _changes(total_steps=20_000, eval_interval=2_000, eval_episodes=5)
 _QUICK_DQN = Entry("dqn", "CartPole-v1", _QUICK_Q)
 _QUICK_IQN = Entry("iqn", "CartPole-v1", _QUICK_Q)

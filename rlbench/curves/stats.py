@@ -113,8 +113,9 @@ def curve_band(
     return point, res.confidence_interval.low, res.confidence_interval.high
 
 
-def _two_sample_interval(
-    statistic, x: np.ndarray, y: np.ndarray, confidence: float, reps: int, seed: int
+def two_sample_interval(
+    statistic, x: np.ndarray, y: np.ndarray, confidence: float = 0.95,
+    reps: int = BOOTSTRAP_REPS, seed: int = 0,
 ) -> Interval:
     """`statistic(x, y)` with a percentile interval from resampling x and y independently."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -131,7 +132,12 @@ def poi_interval(
     seed: int = 0,
 ) -> Interval:
     """P(candidate seed beats reference seed) with an independent two-sample bootstrap."""
-    return _two_sample_interval(probability_of_improvement, x, y, confidence, reps, seed)
+    return two_sample_interval(probability_of_improvement, x, y, confidence, reps, seed)
+
+
+def mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """mean(x) - mean(y), vectorised for `two_sample_interval`."""
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
 
 def _iqm_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -143,4 +149,4 @@ def iqm_difference_interval(
     seed: int = 0,
 ) -> Interval:
     """IQM(candidate) - IQM(reference) with an independent two-sample bootstrap interval."""
-    return _two_sample_interval(_iqm_difference, x, y, confidence, reps, seed)
+    return two_sample_interval(_iqm_difference, x, y, confidence, reps, seed)

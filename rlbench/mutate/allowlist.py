@@ -8,7 +8,7 @@ left out of the score's denominator; they are never silently dropped::
 
     [[equivalent]]
     key = "3f2a9c1b7d4e"
-    file = "rlbench/trainers/q_learning.py"
+    file = "rlbench/trainers/q_learning/agent.py"
     operator = "constant"
     function = "QAgent._clip_grads"
     change = "1e-6 -> 1.000001"

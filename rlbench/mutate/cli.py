@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from rlbench.mutate.config import (
@@ -18,6 +16,7 @@ from rlbench.mutate.config import (
     DEFAULT_TESTS,
     project_config,
 )
+from rlbench.processes import sigterm_as_interrupt
 
 
 def _budget(seconds: float) -> float | None:
@@ -121,16 +120,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         if args.markdown:
             write_atomic(args.markdown, report.markdown())
 
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # same clean-up as Ctrl-C: workers, copies, partial report
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
-    try:
+    with sigterm_as_interrupt():  # same clean-up as Ctrl-C: workers, copies, partial report
         report = run(settings, on_partial=write)
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
     write(report)
     print(report.text())
     if args.print_allow_entries:

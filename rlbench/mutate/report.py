@@ -8,8 +8,6 @@ score = (killed + timeout) / (total - equivalent - error). A mutant no test exec
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 from rlbench.mutate.generate import Mutant
 from rlbench.mutate.operators import OPERATORS
+from rlbench.runs import atomic_write_text as write_atomic  # one atomic writer
 
 STATUSES = ("killed", "timeout", "survived", "not-covered", "equivalent", "error")
 
@@ -157,21 +156,6 @@ class Report:
             out.append(f"  ... {len(survivors) - max_survivors} more (see --markdown/--json)")
         out += ["", self.headline()]
         return "\n".join(out)
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same folder and os.replace, so a
-    reader never sees a half-written report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str | Path, report: Report) -> None:

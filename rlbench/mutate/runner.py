@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlbench import processes
 from rlbench.mutate.generate import Mutant
 
 # Imported once per worker by the fork server (whichever are installed): the bulk of a
@@ -166,10 +166,8 @@ class Worker:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """Kill `proc`'s process group (it runs in its own session) and reap it."""
+    processes.kill_group(proc.pid)
     proc.wait()
 
 

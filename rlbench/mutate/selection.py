@@ -10,7 +10,6 @@ costs nothing (it is reported "not covered").
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlbench.mutate.generate import Mutant
-from rlbench.mutate.runner import workspace_env
+from rlbench.mutate.runner import kill_group, workspace_env
 
 
 @dataclass
@@ -159,16 +158,6 @@ def run_coverage_pass(
             stop.set()
             with lock:
                 for proc in list(procs):
-                    _kill_group(proc)
+                    kill_group(proc)
             raise
     return test_map
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rlbench.config import TrainConfig
@@ -22,6 +23,8 @@ class TrainerSpec:
     backend: str
     module: str
     summary: str
+    actor_learner: str | None = None
+    """Module of the multi-process trainer `algo` hands over to when config.actors >= 1."""
 
 
 class BackendMissing(ImportError):
@@ -38,7 +41,7 @@ def _register(*specs: TrainerSpec) -> None:
         TRAINERS[spec.algo] = spec
 
 
-def _module(algo: str):
+def _module(algo: str) -> ModuleType:
     if algo not in TRAINERS:
         raise ValueError(f"unknown algorithm {algo!r}; known: {', '.join(TRAINERS)}")
     spec = TRAINERS[algo]
@@ -51,6 +54,18 @@ def _module(algo: str):
                 f"({exc}); install it with: pip install 'rlbench[{spec.backend}]'"
             ) from exc
         raise
+
+
+def trainer_module(algo: str, actors: bool = False) -> ModuleType:
+    """The module that trains `algo` — with `actors`, its actor/learner trainer. Trainers
+    reach each other through this lookup, never by importing each other: no import cycles."""
+    module = _module(algo)
+    if not actors:
+        return module
+    name = TRAINERS[algo].actor_learner
+    if name is None:
+        raise ValueError(f"{algo} has no actor/learner trainer; set actors=0")
+    return importlib.import_module(name)
 
 
 def backend_available(backend: str) -> bool:
@@ -77,9 +92,11 @@ def train(
 
 _register(
     TrainerSpec("dqn", "torch", "rlbench.trainers.dqn_torch",
-                "DQN / double DQN (PyTorch), discrete actions"),
+                "DQN / double DQN (PyTorch), discrete actions",
+                actor_learner="rlbench.trainers.actor_learner"),
     TrainerSpec("iqn", "torch", "rlbench.trainers.iqn_torch",
-                "implicit quantile networks (PyTorch), discrete actions"),
+                "implicit quantile networks (PyTorch), discrete actions",
+                actor_learner="rlbench.trainers.actor_learner"),
 )
 _register(
     TrainerSpec("sac", "jax", "rlbench.trainers.sac_jax",

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import deque
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -47,17 +46,19 @@ import numpy as np
 import torch
 
 from rlbench.buffers.shared import SharedReplayBuffer
-from rlbench.config import IQNConfig, QLearningConfig
+from rlbench.config import QLearningConfig
 from rlbench.envs import make
 from rlbench.faults import active_faults
-from rlbench.runs import Progress, RunRecorder
+from rlbench.runs import EpisodeStats, Progress, RunRecorder
 from rlbench.trainers.multiproc import ProcessGroup, WeightChannel, Worker
 from rlbench.trainers.q_learning import (
     PendingTransitions,
+    algo_of,
     evaluate_agent,
     make_agent,
     make_epsilon_schedule,
     resolve_device,
+    updates_due,
 )
 
 ACTOR_SEED_STRIDE = 1_000  # actor i's env and RNG seeds: seed + (i + 1) * stride
@@ -71,17 +72,6 @@ POLL_S = 0.05  # parent's message poll period
 # short next to the learner's schedule, whose ratio guarantee is kept per block (see
 # `Actor._claim_block`); policy versions and lag are still per step.
 ACTOR_BLOCK = 16
-
-
-def updates_due(steps: int, config: QLearningConfig) -> int:
-    """Gradient updates the schedule allows once `steps` env steps exist: `gradient_steps`
-    at every step s <= steps with s >= learning_starts and s % train_frequency == 0 (the
-    single-process loop's rule; `updates_due(total_steps)` equals `planned_updates`)."""
-    tf = config.train_frequency
-    first = -(-config.learning_starts // tf) * tf  # first multiple of tf >= learning_starts
-    if steps < first:
-        return 0
-    return ((steps - first) // tf + 1) * config.gradient_steps
 
 
 def weights_digest(arrays: Mapping[str, np.ndarray]) -> str:
@@ -324,8 +314,8 @@ class Actor:
     def run(self) -> dict[str, Any]:
         while self.channel.seq < 0 and not self.worker.should_stop():
             self.backoff.wait()  # the learner publishes its initial weights first
-        lag_sum = lag_max = steps = episodes = 0
-        ep_return, ep_len = 0.0, 0
+        lag_sum = lag_max = steps = 0
+        episodes = EpisodeStats(window=1)  # the parent keeps the recent window
         obs, _ = self.env.reset()
         while True:
             first, n = self._claim_block()
@@ -341,14 +331,12 @@ class Actor:
                                  version=self.version)
                 lag_sum, lag_max = lag_sum + lag, max(lag_max, lag)
                 steps += 1
-                ep_return += float(reward)
-                ep_len += 1
+                episodes.step(reward)
                 obs = next_obs
                 if terminated or truncated:
-                    episodes += 1
+                    ep_return, ep_len = episodes.end()
                     self.worker.send("episode", {"step": step, "ret": ep_return, "length": ep_len,
                                                  "actor": self.index, "epsilon": self.epsilon})
-                    ep_return, ep_len = 0.0, 0
                     obs, _ = self.env.reset()
             self.flush()
         # Training is over: hold the learner's final publication, as a live actor would.
@@ -356,7 +344,7 @@ class Actor:
             self.backoff.wait()
         self.refresh()
         return {
-            "steps": steps, "episodes": episodes,
+            "steps": steps, "episodes": episodes.episodes,
             "lag_sum": lag_sum, "lag_max": lag_max, "write_lag_sum": self.write_lag_sum,
             "write_lag_max": self.write_lag_max, "version": self.version, "epsilon": self.epsilon,
             "weights_digest": weights_digest(_numpy_weights(self.agent)),
@@ -389,7 +377,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
         raise ValueError(f"actor/learner training needs actors >= 1, got {config.actors}")
     # Resolve RLBENCH_FAULTS here so every child runs with exactly the parent's faults.
     config = config.replace(faults=tuple(sorted(active_faults(config.faults))))
-    algo = "iqn" if isinstance(config, IQNConfig) else "dqn"
+    algo = algo_of(config)
     torch.manual_seed(config.seed)
     if torch.get_num_threads() != config.torch_threads:
         torch.set_num_threads(config.torch_threads)
@@ -400,8 +388,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
 
     recorder = RunRecorder(out_dir, algo, "torch", config)
     bar = Progress(config.total_steps, f"{algo} x{config.actors}", enabled=progress)
-    recent: deque[float] = deque(maxlen=20)
-    episodes = 0
+    episodes = EpisodeStats(window=20)
     try:
         with ExitStack() as stack:
             group = stack.enter_context(ProcessGroup(torch_threads=config.torch_threads))
@@ -432,8 +419,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
                     unlinked = True
                 for _, kind, payload in messages:
                     if kind == "episode":
-                        episodes += 1
-                        recent.append(payload["ret"])
+                        episodes.finished(payload["ret"])
                         recorder.log(payload.pop("step"), kind="episode", **payload)
                     elif kind == "train":
                         recorder.log(payload.pop("step"), kind="train", **payload)
@@ -444,7 +430,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
                     next_eval += config.eval_interval
                     recorder.record_eval(steps, _evaluate_published(eval_agent, channel, config))
                 bar.update(steps, eps=channel.epsilon,
-                           ret=float(np.mean(recent)) if recent else float("nan"),
+                           ret=episodes.recent_mean(),
                            eval=recorder.eval_history[-1]["return_mean"]
                            if recorder.eval_history else float("nan"))
             stepping_s = time.perf_counter() - (first_step_at or time.perf_counter())
@@ -454,15 +440,15 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
     except BaseException:
         recorder.close()
         raise
-    bar.update(config.total_steps, force=True, ret=float(np.mean(recent)) if recent else
-               float("nan"), eval=recorder.eval_history[-1]["return_mean"])
+    bar.update(config.total_steps, force=True, ret=episodes.recent_mean(),
+               eval=recorder.eval_history[-1]["return_mean"])
     learner = group.results["learner"]
     actors = [group.results[f"actor-{i}"] for i in range(config.actors)]
     act_steps = sum(a["steps"] for a in actors)
     return recorder.finish(
         config.total_steps,
         updates=learner["updates"],
-        episodes=episodes,
+        episodes=episodes.episodes,
         device=str(resolve_device(config.device)),
         buffer=buffer_stats,
         final_epsilon=learner["epsilon"],

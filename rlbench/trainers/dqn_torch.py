@@ -43,6 +43,9 @@ class DQNAgent(QAgent):
         return F.mse_loss(q, target)
 
 
+Agent = DQNAgent  # what `make_agent` builds for this algorithm
+
+
 def train(config: DQNConfig, out_dir: str | Path | None = None, progress: bool = True
           ) -> dict[str, Any]:
     """Train DQN (actor/learner when config.actors >= 1); returns the run summary."""

@@ -101,6 +101,9 @@ class IQNAgent(QAgent):
         return quantile_huber_loss(z_a, taus, target, c.kappa)
 
 
+Agent = IQNAgent  # what `make_agent` builds for this algorithm
+
+
 def train(config: IQNConfig, out_dir: str | Path | None = None, progress: bool = True
           ) -> dict[str, Any]:
     """Train IQN (actor/learner when config.actors >= 1); returns the run summary."""

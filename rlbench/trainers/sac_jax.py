@@ -41,9 +41,10 @@ from flax import nnx
 from rlbench.buffers.jax_buffer import BufferState, JaxReplayBuffer
 from rlbench.config import SACConfig
 from rlbench.envs import make
-from rlbench.evaluation import evaluate
+from rlbench.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlbench.faults import active_faults
-from rlbench.runs import Progress, RunRecorder
+from rlbench.runs import EpisodeStats, Progress, RunRecorder
+from rlbench.schedules import ratio_updates_due as updates_due
 from rlbench.trainers.sac_nets import Actor, Temperature, TwinQ, polyak, td_target, temperature_loss
 from rlbench.types import Batch, Policy
 
@@ -69,12 +70,6 @@ class SACOptimizers(nnx.Module):
         self.temperature = nnx.Optimizer(
             model.temperature, optax.adam(config.alpha_lr), wrt=nnx.Param
         )
-
-
-def updates_due(transitions: int, learning_starts: int, utd_ratio: float) -> int:
-    """Gradient updates owed after `transitions` env steps: none before `learning_starts`
-    transitions exist, then `utd_ratio` per step (the first at exactly `learning_starts`)."""
-    return math.floor(utd_ratio * max(0, transitions - learning_starts + 1))
 
 
 def _updates_due_from_first_step(transitions: int, learning_starts: int, utd_ratio: float) -> int:
@@ -297,12 +292,10 @@ class SAC:
 
         self.env_steps = 0
         self.updates = 0
-        self.episodes = 0
+        self.episode_stats = EpisodeStats(window=10)
         self.last_metrics: dict[str, jax.Array] = {}
         first_obs, _ = self.env.reset(seed=config.seed)
         self._obs = np.asarray(first_obs, np.float32).reshape(-1)
-        self._episode_return, self._episode_length = 0.0, 0
-        self.recent_returns: list[float] = []
 
     # -- acting ------------------------------------------------------------------------------
     def _to_env(self, action: np.ndarray) -> np.ndarray:
@@ -342,12 +335,9 @@ class SAC:
                 raise ValueError(f"{cfg.env_id} returned a non-finite transition at step {self.env_steps}")
             self._stage(obs, action, reward, next_obs, terminated, truncated)
             self.env_steps += 1
-            self._episode_return += float(reward)
-            self._episode_length += 1
+            self.episode_stats.step(reward)
             if terminated or truncated:
-                self.recent_returns = (self.recent_returns + [self._episode_return])[-10:]
-                self.episodes += 1
-                self._episode_return, self._episode_length = 0.0, 0
+                self.episode_stats.end()
                 next_obs, _ = self.env.reset()
                 next_obs = np.asarray(next_obs, np.float32).reshape(-1)
             self._obs = next_obs
@@ -401,9 +391,9 @@ class SAC:
         self._flush_staging()  # diagnostics describe every transition collected so far
         out["buffer"] = self.buffer.stats(self.buffer_state)
         out["updates"] = self.updates
-        out["episodes"] = self.episodes
-        if self.recent_returns:
-            out["episode_return"] = float(np.mean(self.recent_returns))
+        out["episodes"] = self.episode_stats.episodes
+        if self.episode_stats.recent:
+            out["episode_return"] = self.episode_stats.recent_mean()
         return out
 
     def run(self, out_dir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
@@ -427,14 +417,14 @@ class SAC:
                                eval=last_eval, updates=self.updates, interval_sps=round(sps))
                 if self.env_steps % cfg.eval_interval == 0 or self.env_steps == cfg.total_steps:
                     result = evaluate(self.policy(), cfg.env_id, cfg.eval_episodes,
-                                      seed=cfg.seed + 10_000, faults=cfg.faults)
+                                      seed=cfg.seed + EVAL_SEED_OFFSET, faults=cfg.faults)
                     recorder.record_eval(self.env_steps, result)
                     last_eval = result.mean_return
                     bar.update(self.env_steps, force=True, eval=last_eval, updates=self.updates)
         finally:
             self.env.close()
         return recorder.finish(
-            self.env_steps, updates=self.updates, episodes=self.episodes,
+            self.env_steps, updates=self.updates, episodes=self.episode_stats.episodes,
             device=str(jax.devices()[0]), buffer=self.buffer.stats(self.buffer_state),
         )
 

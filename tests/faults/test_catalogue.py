@@ -11,8 +11,14 @@ import pytest
 
 from rlbench.cli import main
 from rlbench.config import TrainConfig
-from rlbench.fault_tools import KILL_MATRIX_TEST, detector_problem, detector_problems
-from rlbench.faults import BY_ID, CATALOGUE, ENV_VAR, active_faults, parse_faults
+from rlbench.faults import BY_ID, CATALOGUE, ENV_VAR, Fault, active_faults, parse_faults
+from rlbench.faults.detectors import (
+    KILL_MATRIX_TEST,
+    detector_problem,
+    detector_problems,
+    marked_detectors,
+    with_detectors,
+)
 from rlbench.trainers import TRAINERS, backend_available, config_class
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +58,7 @@ def test_catalogue_ids_unique_and_well_formed() -> None:
 def test_catalogue_matches_readme_fault_table() -> None:
     readme = _fault_table((ROOT / "README.md").read_text())
     assert readme == {f.id: _short(f.source, f.item) for f in CATALOGUE}, (
-        "README's fault table is out of sync with rlbench/faults.py; regenerate it with "
+        "README's fault table is out of sync with rlbench/faults/catalogue.py; regenerate it with "
         "`rlbench faults list --markdown`"
     )
 
@@ -67,12 +73,39 @@ def test_catalogue_matches_design_fault_list() -> None:
 
 
 def test_catalogue_every_fault_has_detectors() -> None:
-    missing = [f.id for f in CATALOGUE if not f.detectors]
-    assert not missing, f"faults without detector tests: {', '.join(missing)}"
+    missing = [f.id for f in with_detectors(CATALOGUE, ROOT) if not f.detectors]
+    assert not missing, f"faults without @pytest.mark.detects tests: {', '.join(missing)}"
 
 
 def test_catalogue_every_detector_exists_and_runs_by_default() -> None:
-    assert detector_problems(CATALOGUE, ROOT) == {}
+    assert detector_problems(with_detectors(CATALOGUE, ROOT), ROOT) == {}
+
+
+def test_detects_markers_name_catalogue_faults() -> None:
+    unknown = sorted(set(marked_detectors(ROOT)) - set(BY_ID))
+    assert not unknown, f"@pytest.mark.detects names unknown fault ids: {', '.join(unknown)}"
+
+
+def test_marked_detectors_found_on_functions_and_methods(tmp_path: Path) -> None:
+    (tmp_path / "tests" / "sub").mkdir(parents=True)
+    (tmp_path / "tests" / "sub" / "test_m.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.detects('a')\n"
+        "@pytest.mark.parametrize('n', [1, 2])\n"
+        "def test_f(n): pass\n"
+        "def test_unmarked(): pass\n"
+        "class TestK:\n"
+        "    @pytest.mark.detects('a', 'b')\n"
+        "    def test_m(self): pass\n"
+    )
+    (tmp_path / "tests" / "test_broken.py").write_text("@pytest.mark.detects('b')\ndef (:\n")
+    assert marked_detectors(tmp_path) == {
+        "a": ("tests/sub/test_m.py::test_f", "tests/sub/test_m.py::TestK::test_m"),
+        "b": ("tests/sub/test_m.py::TestK::test_m",),
+    }
+    row = Fault("b", "docs/x.md", "#1", "bug", "fix", ("dqn",), ("other.py::test_own",))
+    assert with_detectors([row], tmp_path)[0].detectors == (
+        "other.py::test_own", "tests/sub/test_m.py::TestK::test_m")
 
 
 def test_detector_problem_names_each_kind_of_bad_node_id(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rlbench.fault_tools import _parallel, _run_group, kill_matrix, parse_junit, run_pytest
 from rlbench.faults import Fault
+from rlbench.faults.verify import kill_matrix, parse_junit, run_pytest
+from rlbench.processes import parallel, run_group
 
 FAULT = "os.environ.get('RLBENCH_FAULTS')"
 
@@ -154,13 +155,13 @@ def test_parse_junit_missing_report_means_not_run(tmp_path: Path) -> None:
 
 
 def test_parallel_stopped_early_kills_running_children(tmp_path: Path) -> None:
-    """Ctrl-C/SIGTERM in verify or impact closes `_parallel`: running child process groups
+    """Ctrl-C/SIGTERM in verify or impact closes `parallel`: running child process groups
     (started in their own sessions, so they would not get the signal) must die with it."""
     pids = [tmp_path / f"{i}.pid" for i in range(3)]
     calls = [lambda: "quick"] + [
-        lambda f=f: _run_group(["sh", "-c", f"echo $$ > {f}; exec sleep 300"], 600) for f in pids
+        lambda f=f: run_group(["sh", "-c", f"echo $$ > {f}; exec sleep 300"], 600) for f in pids
     ]
-    results = _parallel(2, calls)
+    results = parallel(2, calls)
     assert next(results) == "quick"
     while not pids[0].exists():  # the first sleeper has started (the third is still queued)
         time.sleep(0.05)

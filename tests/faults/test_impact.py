@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rlbench.fault_tools import (
+from rlbench.faults import CATALOGUE, ENV_VAR
+from rlbench.faults.impact import (
     ImpactRow,
     ImpactRun,
     Variant,
@@ -19,7 +20,6 @@ from rlbench.fault_tools import (
     summarise_impact,
     verdict,
 )
-from rlbench.faults import CATALOGUE, ENV_VAR
 
 CLEAN = [480.0, 500.0, 470.0, 495.0, 500.0]
 

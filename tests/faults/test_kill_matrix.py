@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from rlbench.fault_tools import project_root
 from rlbench.faults import CATALOGUE, ENV_VAR
+from rlbench.faults.detectors import project_root
 
 
 @pytest.mark.slow

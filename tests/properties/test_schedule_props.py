@@ -7,7 +7,14 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlbench.schedules import LR_SCHEDULES, decay_steps, epsilon_at, lr_factor
+from rlbench.schedules import (
+    LR_SCHEDULES,
+    decay_steps,
+    epsilon_at,
+    lr_factor,
+    periodic_updates_due,
+    ratio_updates_due,
+)
 
 prob = st.floats(0.0, 1.0)
 
@@ -33,3 +40,26 @@ def test_lr_factor_bounded_and_ends_at_final_fraction(kind, total, final, update
         assert math.isclose(lr_factor(kind, 0, total, final), 1.0)
         assert math.isclose(lr_factor(kind, total, total, final), final, abs_tol=1e-12)
         assert lr_factor(kind, update + 1, total, final) <= f + 1e-12
+
+
+@given(steps=st.integers(0, 2_000), starts=st.integers(1, 500), tf=st.integers(1, 64),
+       gs=st.integers(1, 8))
+def test_periodic_updates_due_counts_the_loops_update_steps(steps, starts, tf, gs) -> None:
+    # The single-process loop's rule, step by step (steps count from 1).
+    loop = sum(gs for s in range(1, steps + 1) if s >= starts and s % tf == 0)
+    assert periodic_updates_due(steps, starts, tf, gs) == loop
+
+
+@given(steps=st.integers(0, 5_000), starts=st.integers(1, 500), ratio=st.floats(0.01, 8.0))
+def test_ratio_updates_due_waits_for_warmup_then_keeps_the_ratio(steps, starts, ratio) -> None:
+    due, after = ratio_updates_due(steps, starts, ratio), ratio_updates_due(steps + 1, starts, ratio)
+    assert ratio_updates_due(starts - 1, starts, ratio) == 0
+    assert 0 <= after - due <= math.ceil(ratio)  # monotone, at most ceil(ratio) per step
+    assert ratio * max(0, steps - starts + 1) - 1 < due <= ratio * max(0, steps - starts + 1)
+
+
+@given(steps=st.integers(0, 5_000), starts=st.integers(1, 500), gs=st.integers(1, 8))
+def test_update_rules_agree_at_one_round_every_step(steps, starts, gs) -> None:
+    """SAC's ratio rule with utd_ratio = gs and DQN's periodic rule with train_frequency = 1
+    and gradient_steps = gs are the same schedule."""
+    assert ratio_updates_due(steps, starts, float(gs)) == periodic_updates_due(steps, starts, 1, gs)

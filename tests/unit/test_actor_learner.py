@@ -52,6 +52,7 @@ def _finished(run) -> tuple:
     return config, summary, out
 
 
+@pytest.mark.detects("step-counter-missing")
 @pytest.mark.timeout(300)
 def test_actor_learner_run_finishes_on_the_single_process_schedule(run) -> None:
     """Detector for step-counter-missing: the learner must live to the end of the run."""
@@ -69,6 +70,7 @@ def test_actor_learner_run_finishes_on_the_single_process_schedule(run) -> None:
     assert {"episode", "train", "eval"} <= set(kinds)
 
 
+@pytest.mark.detects("stale-actor-weights")
 def test_actor_learner_policy_lag_within_publish_interval(run) -> None:
     """Detector for stale-actor-weights. Lag = learner updates (read just before the actor
     refreshes) minus the version it then acts with; the learner announces an update before
@@ -80,6 +82,7 @@ def test_actor_learner_policy_lag_within_publish_interval(run) -> None:
     assert summary["policy_lag_at_write_mean"] >= summary["policy_lag_mean"]
 
 
+@pytest.mark.detects("stale-actor-weights", "epsilon-not-published")
 def test_actor_learner_actors_hold_the_last_published_weights_and_epsilon(run) -> None:
     """Detector for stale-actor-weights and epsilon-not-published: at the end every actor
     holds exactly the learner's final publication, whose epsilon has decayed to the minimum."""

@@ -22,6 +22,7 @@ def test_buffer_wraps_around_fifo() -> None:
     assert stored == [3.0, 4.0, 5.0, 6.0]
 
 
+@pytest.mark.detects("buffer-drops-writes")
 def test_buffer_stores_what_was_added() -> None:
     """Detector for buffer-drops-writes: every field reads back exactly as written."""
     buf = ReplayBuffer(8, (3,))
@@ -36,6 +37,7 @@ def test_buffer_stores_what_was_added() -> None:
     assert buf.stats()["zero_obs_fraction"] == 0.0
 
 
+@pytest.mark.detects("sample-unfilled-slots")
 def test_buffer_samples_only_filled_slots() -> None:
     """Detector for sample-unfilled-slots: a 1000-slot buffer with 10 transitions."""
     buf = ReplayBuffer(1000, (2,))

@@ -10,6 +10,7 @@ from rlbench.evaluation import evaluate, random_policy
 from tests.scripted_env import ScriptedEnv
 
 
+@pytest.mark.detects("eval-truncation-ignored")
 def test_evaluate_dmc_random_policy_completes_1000_step_episodes() -> None:
     """Detector for eval-truncation-ignored on the real task: swingup never terminates, so
     every episode must end by truncation at exactly 1000 steps."""
@@ -21,6 +22,7 @@ def test_evaluate_dmc_random_policy_completes_1000_step_episodes() -> None:
     assert all(0.0 <= r <= 1000.0 for r in result.returns)
 
 
+@pytest.mark.detects("eval-truncation-ignored")
 def test_evaluate_truncated_episodes_complete() -> None:
     episodes = [[(1.0, False, False)] * 4 + [(1.0, False, True)], [(2.0, True, False)]]
     result = evaluate(lambda obs: 0, ScriptedEnv(episodes), episodes=2, seed=0)

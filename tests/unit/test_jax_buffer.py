@@ -42,6 +42,7 @@ def test_jax_buffer_is_exported_lazily() -> None:
         rlbench.buffers.NoSuchBuffer  # noqa: B018
 
 
+@pytest.mark.detects("buffer-drops-writes")
 def test_jax_buffer_stores_what_was_added() -> None:
     buf = _buffer(8)
     state = buf.init()
@@ -83,6 +84,7 @@ def test_jax_buffer_wraps_around_fifo() -> None:
     np.testing.assert_array_equal(np.asarray(state.data.reward), [5, 6, 3, 4])
 
 
+@pytest.mark.detects("sample-unfilled-slots")
 def test_jax_buffer_samples_only_filled_slots() -> None:
     buf = _buffer(1000)
     state = buf.add_batch(buf.init(), _rows(1, 10))

@@ -1,7 +1,7 @@
 """Shared DQN/IQN machinery: conversion, weight copy, modes, target updates, schedules.
 
 Several tests here are the fault kill-matrix detectors of the PyTorch trainers (named in
-rlbench/faults.py); each says which fault it catches.
+rlbench/faults/catalogue.py); each says which fault it catches.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 
 
 # -- batch conversion (detector: batch-not-on-device) ------------------------------------------
+@pytest.mark.detects("batch-not-on-device")
 def test_batch_to_tensors_dtypes_and_device() -> None:
     """Detector for batch-not-on-device: whatever numpy dtypes come in, the tensors are
     float32 / int64 / bool on the model's device."""
@@ -92,6 +93,7 @@ def test_batch_to_tensors_rejects_bad_batches(field: str, value: np.ndarray, mat
 
 
 # -- weight copy (detector: stale-optimizer) ---------------------------------------------------
+@pytest.mark.detects("stale-optimizer")
 @pytest.mark.parametrize("cls, config_cls", AGENTS)
 def test_load_weights_rebinds_optimizer(cls, config_cls) -> None:
     """Detector for stale-optimizer: after a weight copy the optimizer owns exactly the
@@ -117,6 +119,7 @@ def test_get_weights_are_detached_cpu_copies() -> None:
 
 
 # -- train/eval modes (detector: eval-mode-training) --------------------------------------------
+@pytest.mark.detects("eval-mode-training")
 @pytest.mark.parametrize("cls, config_cls", AGENTS)
 def test_update_runs_in_train_mode_and_acting_in_eval_mode(cls, config_cls) -> None:
     """Detector for eval-mode-training (the SB3 test_train_eval_mode idea): with dropout and
@@ -137,6 +140,7 @@ def test_update_runs_in_train_mode_and_acting_in_eval_mode(cls, config_cls) -> N
 
 
 # -- target network (detector: target-not-updated) ----------------------------------------------
+@pytest.mark.detects("target-not-updated")
 @pytest.mark.parametrize("cls, config_cls", AGENTS)
 def test_hard_target_update_copies_on_schedule(cls, config_cls) -> None:
     """Detector for target-not-updated: the target equals the online net at the start,
@@ -165,6 +169,7 @@ def test_soft_target_update_moves_target_and_tau_zero_freezes_it() -> None:
 
 
 # -- schedules (detectors: epsilon-not-decayed, no-lr-schedule) ----------------------------------
+@pytest.mark.detects("epsilon-not-decayed")
 def test_epsilon_schedule_reaches_min_at_configured_step() -> None:
     """Detector for epsilon-not-decayed: the schedule the training loop uses starts at
     epsilon_start and reaches epsilon_min at exploration_fraction · total_steps."""
@@ -177,6 +182,7 @@ def test_epsilon_schedule_reaches_min_at_configured_step() -> None:
     assert epsilon(1000) == 0.05
 
 
+@pytest.mark.detects("no-lr-schedule")
 def test_update_follows_lr_schedule() -> None:
     """Detector for no-lr-schedule: every update uses learning_rate × the schedule factor
     at its index, and the optimizer holds the next one afterwards."""
@@ -192,6 +198,7 @@ def test_update_follows_lr_schedule() -> None:
 
 
 # -- gradient clipping (detector: no-grad-clipping) ----------------------------------------------
+@pytest.mark.detects("no-grad-clipping")
 @pytest.mark.parametrize("cls, config_cls", AGENTS)
 def test_update_clips_global_grad_norm(cls, config_cls) -> None:
     """Detector for no-grad-clipping: with a tiny max_grad_norm the gradients the optimizer

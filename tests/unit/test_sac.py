@@ -48,6 +48,7 @@ def test_sac_is_registered_with_its_config() -> None:
     assert SACConfig().env_id == "dmc:cartpole-swingup" and SACConfig().reward_scale == 1.0
 
 
+@pytest.mark.detects("stale-eval-actor")
 def test_sac_write_back_acting_and_eval_use_the_scanned_actor() -> None:
     sac = SAC(TINY)
     sac.advance(LEARNING_STARTS + K - 2)  # K - 1 updates due: no chunk has run yet
@@ -65,6 +66,7 @@ def test_sac_write_back_acting_and_eval_use_the_scanned_actor() -> None:
         np.testing.assert_array_equal(np.asarray(acting), np.asarray(scanned_leaf))
 
 
+@pytest.mark.detects("sample-before-warmup")
 @pytest.mark.parametrize("utd_ratio", [1.0, 0.5])
 def test_sac_update_count_follows_the_schedule(utd_ratio: float) -> None:
     config = TINY.replace(utd_ratio=utd_ratio)
@@ -98,6 +100,7 @@ def _critic_target_fn(sac: SAC):
     return target
 
 
+@pytest.mark.detects("reward-scale-mismatch")
 @pytest.mark.parametrize("reward_scale", [1.0, 3.0])
 def test_sac_critic_target_scales_the_raw_reward_exactly_once(reward_scale: float) -> None:
     sac = SAC(TINY.replace(reward_scale=reward_scale))
@@ -120,6 +123,7 @@ def test_sac_critic_target_scales_the_raw_reward_exactly_once(reward_scale: floa
     np.testing.assert_allclose(base[::2], batch.reward[::2] * reward_scale, rtol=1e-6)
 
 
+@pytest.mark.detects("buffer-drops-writes")
 def test_sac_buffer_holds_raw_transitions_and_logs_diagnostics() -> None:
     sac = SAC(TINY)
     sac.advance(LEARNING_STARTS + 10)

@@ -42,6 +42,7 @@ def shared():
         buf.close()
 
 
+@pytest.mark.detects("buffer-drops-writes")
 def test_shared_buffer_stores_what_was_added(shared) -> None:
     """Detector for buffer-drops-writes: every field (and the version) reads back exactly."""
     buf = shared(8, (3,))
@@ -58,6 +59,7 @@ def test_shared_buffer_stores_what_was_added(shared) -> None:
     assert stats["zero_obs_fraction"] == 0.0 and stats["version_max"] == 4
 
 
+@pytest.mark.detects("sample-unfilled-slots")
 def test_shared_buffer_samples_only_filled_slots(shared) -> None:
     """Detector for sample-unfilled-slots: a 1000-slot buffer with 10 transitions."""
     buf = shared(1000, (2,))

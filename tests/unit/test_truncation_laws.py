@@ -72,7 +72,7 @@ def test_fit_stores_time_limit_cuts_as_truncated_and_terminations_as_terminal(
             super().__init__(*args, **kwargs)
             buffers.append(self)
 
-    monkeypatch.setattr(q_learning, "ReplayBuffer", RecordingBuffer)
+    monkeypatch.setattr(q_learning.loop, "ReplayBuffer", RecordingBuffer)  # where fit looks it up
     cls, agent_cls = (DQNConfig, DQNAgent) if algo == "dqn" else (IQNConfig, IQNAgent)
     config = cls(env_id=env_id, total_steps=TIMELIMIT_STEPS, learning_starts=TIMELIMIT_STEPS + 1,
                  train_frequency=4, hidden_sizes=(8, 8), eval_interval=TIMELIMIT_STEPS,

@@ -1,17 +1,17 @@
-"""Shared machinery of the PyTorch DQN and IQN trainers.
+"""The value-based agent shared by DQN and IQN: the one numpy → tensor conversion, target
+updates, the epsilon and update-count schedules, and the update step.
 
-One home for everything the two algorithms share, and for every fix from
-``shared/seeds/multiprocessing-learning-issues.md``:
+Every fix from the multi-process post-mortem (docs/faults.md) that lives in the agent has
+its one home here:
 
-* `batch_to_tensors` — the one numpy → tensor conversion: dtype-checked, on the model's
-  device (fault ``batch-not-on-device`` skips it);
+* `batch_to_tensors` — dtype-checked, on the model's device (fault ``batch-not-on-device``
+  skips it);
 * `QAgent.load_weights` — the one weight copy, which re-creates the optimizer so that it
   owns exactly the model's parameters (fault ``stale-optimizer``);
 * `QAgent.update` — ``train()`` mode (fault ``eval-mode-training``), global-norm clipping
   (``no-grad-clipping``), the LR schedule (``no-lr-schedule``) and the target update on
   schedule (``target-not-updated``);
-* `make_epsilon_schedule` — epsilon decays to ``epsilon_min`` (``epsilon-not-decayed``);
-* `fit` — the CleanRL-style training loop both algorithms run.
+* `make_epsilon_schedule` — epsilon decays to ``epsilon_min`` (``epsilon-not-decayed``).
 
 Each fault is chosen once, when the agent or the schedule is built: the clean path never
 tests a flag per step. The algorithms themselves (`DQNAgent`, `IQNAgent`) only supply a
@@ -20,10 +20,7 @@ network and a loss.
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -31,88 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlbench.buffers import ReplayBuffer
-from rlbench.config import QLearningConfig
-from rlbench.envs import is_discrete, make
-from rlbench.evaluation import evaluate
+from rlbench.config import IQNConfig, QLearningConfig
+from rlbench.envs import is_discrete
+from rlbench.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlbench.faults import active_faults
-from rlbench.runs import Progress, RunRecorder
-from rlbench.schedules import epsilon_at, lr_factor
+from rlbench.schedules import epsilon_at, lr_factor, periodic_updates_due
+from rlbench.trainers import trainer_module
+from rlbench.trainers.q_learning.networks import NumpyMLP
 from rlbench.types import Batch, EvalResult
-
-EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded apart from the training env
-
-
-# -- devices and networks ----------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` | ``cuda`` | ``auto`` (cuda when available) → a torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu, cuda or auto, got {name!r}")
-    return torch.device(name)
-
-
-def mlp(
-    in_dim: int, hidden: Iterable[int], out_dim: int | None, dropout: float = 0.0,
-    layer_norm: bool = False,
-) -> nn.Sequential:
-    """Linear → [LayerNorm] → ReLU → [Dropout] per hidden width, then a linear head to
-    `out_dim` (none when `out_dim` is None: the torso ends with an activation)."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers.append(nn.Linear(in_dim, width))
-        if layer_norm:
-            layers.append(nn.LayerNorm(width))
-        layers.append(nn.ReLU())
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        in_dim = width
-    if out_dim is not None:
-        layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
-class QNetwork(nn.Module):
-    """obs [B, *obs_shape] → Q-values [B, n_actions]."""
-
-    def __init__(self, obs_dim: int, n_actions: int, config: QLearningConfig) -> None:
-        super().__init__()
-        self.net = mlp(obs_dim, config.hidden_sizes, n_actions, config.dropout, config.layer_norm)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.flatten(1))
-
-
-class NumpyMLP:
-    """Greedy action of a plain Linear/ReLU MLP in numpy, for acting one step at a time.
-
-    A single-observation torch forward costs ~20 µs of dispatch; this costs ~5 µs. The
-    arrays are *views* of the CPU parameters, so in-place optimizer steps show up without
-    copying; `QAgent` rebuilds it whenever the parameter tensors themselves change.
-    Only used when the network has no train/eval-dependent layers (no dropout/LayerNorm),
-    where eval-mode torch and this function compute the same thing.
-    """
-
-    def __init__(self, linears: list[nn.Linear]) -> None:
-        self.layers = [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in linears]
-
-    @staticmethod
-    def supports(net: nn.Module, device: torch.device) -> bool:
-        mods = [m for m in net.modules() if not isinstance(m, (nn.Sequential, QNetwork))]
-        return device.type == "cpu" and all(isinstance(m, (nn.Linear, nn.ReLU)) for m in mods)
-
-    def __call__(self, obs: np.ndarray) -> int:
-        h = np.asarray(obs, dtype=np.float32).reshape(-1)
-        last = len(self.layers) - 1
-        for i, (w_t, b) in enumerate(self.layers):
-            h = h @ w_t
-            h += b
-            if i < last:
-                np.maximum(h, 0.0, out=h)
-        return int(h.argmax())
 
 
 # -- the one numpy → tensor conversion ---------------------------------------------------
@@ -208,12 +131,17 @@ def make_epsilon_schedule(config: QLearningConfig) -> Callable[[int], float]:
     return lambda step: epsilon_at(step, total, start, end, frac)
 
 
+def updates_due(steps: int, config: QLearningConfig) -> int:
+    """Gradient updates the schedule allows once `steps` env steps exist: `gradient_steps`
+    at every step s <= steps with s >= learning_starts and s % train_frequency == 0 (the
+    rule `fit` follows; the actor/learner's learner paces itself by it)."""
+    return periodic_updates_due(steps, config.learning_starts, config.train_frequency,
+                                config.gradient_steps)
+
+
 def planned_updates(config: QLearningConfig) -> int:
-    """Gradient updates `fit` will make: one round every train_frequency env steps from
-    step learning_starts on (the LR schedule spans exactly these)."""
-    first = math.ceil(config.learning_starts / config.train_frequency) * config.train_frequency
-    rounds = max(0, (config.total_steps - first) // config.train_frequency + 1)
-    return rounds * config.gradient_steps
+    """Gradient updates a whole run makes (the LR schedule spans exactly these)."""
+    return updates_due(config.total_steps, config)
 
 
 # -- the agent -------------------------------------------------------------------------------
@@ -230,8 +158,8 @@ class QAgent:
     ) -> None:
         self.config = config
         if device.type == "cpu" and torch.get_num_threads() != config.torch_threads:
-            # Process-wide, but the agent is what knows its compute: on a busy 2-core box a
-            # 2-thread pool makes a small-MLP update ~50x slower than one thread.
+            # Process-wide, but the agent is what knows its compute: on a busy small box a
+            # multi-thread pool makes a small-MLP update far slower than one thread.
             torch.set_num_threads(config.torch_threads)
         self.obs_shape = tuple(obs_shape)
         self.obs_dim = int(np.prod(self.obs_shape))
@@ -327,7 +255,7 @@ class QAgent:
 
     def _train_mode(self) -> None:
         # Modes are only ever switched on the root module (train() here, eval() when acting),
-        # so the root flag tells; skipping the recursive no-op saves ~5% of a CleanRL-settings step.
+        # so the root flag tells; the recursive no-op is not free on a small network.
         if not self.online.training:
             self.online.train()
 
@@ -372,7 +300,8 @@ class QAgent:
 
     # -- weights -------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        # fused Adam: one kernel for all parameters; saves ~20% of a small-MLP update on CPU.
+        # fused Adam: one kernel for all parameters instead of one per tensor, which matters
+        # for a small MLP whose update is dominated by per-tensor overhead.
         return torch.optim.Adam(self.online.parameters(), lr=self.config.learning_rate,
                                 fused=True)
 
@@ -407,6 +336,11 @@ class QAgent:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
 
+def algo_of(config: QLearningConfig) -> str:
+    """The registered algorithm a Q-learning config trains."""
+    return "iqn" if isinstance(config, IQNConfig) else "dqn"
+
+
 def make_agent(
     config: QLearningConfig, env: gym.Env, device: torch.device,
     agent_cls: type[QAgent] | None = None,
@@ -415,13 +349,8 @@ def make_agent(
     class matching the config (DQNConfig → DQNAgent, IQNConfig → IQNAgent)."""
     if not is_discrete(env):
         raise ValueError(f"DQN/IQN need a Discrete action space, got {env.action_space}")
-    if agent_cls is None:
-        from rlbench.config import IQNConfig
-
-        if isinstance(config, IQNConfig):
-            from rlbench.trainers.iqn_torch import IQNAgent as agent_cls
-        else:
-            from rlbench.trainers.dqn_torch import DQNAgent as agent_cls
+    if agent_cls is None:  # each Q-learning trainer module names its agent class `Agent`
+        agent_cls = trainer_module(algo_of(config)).Agent
     obs_shape = env.observation_space.shape
     if obs_shape is None:
         raise ValueError(f"observation space without a shape: {env.observation_space}")
@@ -434,127 +363,3 @@ def evaluate_agent(agent: QAgent, config: QLearningConfig) -> EvalResult:
                     seed=config.seed + EVAL_SEED_OFFSET, faults=config.faults)
 
 
-# -- the training loop -----------------------------------------------------------------------
-class PendingTransitions:
-    """Collects up to `capacity` transitions and writes them with one `add_batch`.
-
-    The buffer validates every write; doing that once per train_frequency steps instead of
-    once per step saves ~10 µs per env step (a tenth of a CleanRL-settings step). `fit`
-    flushes right before it samples, so updates see exactly the transitions sequential
-    `add` calls would have stored, in the same FIFO order.
-    """
-
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...]) -> None:
-        self.obs = np.zeros((capacity, *obs_shape), np.float32)
-        self.next_obs = np.zeros_like(self.obs)
-        self.action = np.zeros(capacity, np.int64)
-        self.reward = np.zeros(capacity, np.float64)  # the buffer casts and checks it
-        self.terminated = np.zeros(capacity, bool)
-        self.truncated = np.zeros(capacity, bool)
-        self.n = 0
-
-    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        i = self.n
-        if i == len(self.action):
-            raise ValueError("PendingTransitions is full: flush_into(buffer) first")
-        self.obs[i], self.action[i], self.reward[i] = obs, action, reward
-        self.next_obs[i], self.terminated[i], self.truncated[i] = next_obs, terminated, truncated
-        self.n = i + 1
-
-    def flush_into(self, buffer: ReplayBuffer, **per_row: np.ndarray) -> None:
-        """Write the held rows with one `add_batch` (extra per-row columns such as a policy
-        version go in as keyword arrays) and empty the holder."""
-        n, self.n = self.n, 0
-        if n:
-            buffer.add_batch(self.obs[:n], self.action[:n], self.reward[:n], self.next_obs[:n],
-                             self.terminated[:n], self.truncated[:n],
-                             **{k: v[:n] for k, v in per_row.items()})
-
-
-def fit(
-    config: QLearningConfig,
-    agent_cls: type[QAgent],
-    algo: str,
-    out_dir: str | Path | None = None,
-    progress: bool = True,
-) -> tuple[dict[str, Any], QAgent]:
-    """Train one agent with epsilon-greedy acting and replay; return (summary, agent).
-
-    Single env, CleanRL order: act, step, store (time-limit truncation is stored as
-    non-terminal so it bootstraps), then every train_frequency steps from
-    learning_starts on, gradient_steps updates. Evaluation every eval_interval steps and
-    at the end.
-    """
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    rng = np.random.default_rng(config.seed)
-    env = make(config.env_id, seed=config.seed)
-    agent = make_agent(config, env, device, agent_cls)
-    buffer = ReplayBuffer(config.buffer_size, agent.obs_shape, faults=config.faults)
-    pending = PendingTransitions(config.train_frequency, agent.obs_shape)
-    epsilon = make_epsilon_schedule(config)
-    recorder = RunRecorder(out_dir, algo, "torch", config)
-    bar = Progress(config.total_steps, algo, enabled=progress)
-
-    recent: deque[float] = deque(maxlen=20)
-    episodes, ep_return, ep_len = 0, 0.0, 0
-    info: dict[str, float] = {}
-    obs, _ = env.reset()
-    try:
-        for step in range(1, config.total_steps + 1):
-            eps = epsilon(step - 1)
-            action = agent.act(obs, eps, rng)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            pending.add(obs, action, reward, next_obs, terminated, truncated)
-            ep_return += float(reward)
-            ep_len += 1
-            obs = next_obs
-            if terminated or truncated:
-                episodes += 1
-                recent.append(ep_return)
-                recorder.log(step, kind="episode", ret=ep_return, length=ep_len)
-                ep_return, ep_len = 0.0, 0
-                obs, _ = env.reset()
-
-            if step % config.train_frequency == 0:
-                pending.flush_into(buffer)  # the buffer is complete whenever we sample
-            if step >= config.learning_starts and step % config.train_frequency == 0:
-                for _ in range(config.gradient_steps):
-                    info = agent.update(buffer.sample(config.batch_size, rng))
-
-            if step % config.log_interval == 0:
-                recorder.log(step, kind="train", epsilon=eps, updates=agent.updates, **info)
-            if step % config.eval_interval == 0 or step == config.total_steps:
-                recorder.record_eval(step, evaluate_agent(agent, config))
-            if step % config.log_interval == 0 or step == config.total_steps:
-                bar.update(step, force=step == config.total_steps, eps=eps,
-                           ret=float(np.mean(recent)) if recent else float("nan"),
-                           eval=recorder.eval_history[-1]["return_mean"]
-                           if recorder.eval_history else float("nan"))
-    except BaseException:
-        recorder.close()
-        raise
-    finally:
-        env.close()
-    pending.flush_into(buffer)
-    summary = recorder.finish(
-        config.total_steps,
-        updates=agent.updates,
-        episodes=episodes,
-        device=str(device),
-        buffer=buffer.stats(),
-        final_epsilon=epsilon(config.total_steps),
-    )
-    return summary, agent
-
-
-def train_dispatch(
-    config: QLearningConfig, agent_cls: type[QAgent], algo: str,
-    out_dir: str | Path | None, progress: bool,
-) -> dict[str, Any]:
-    """`fit` for actors == 0, the actor/learner trainer for actors >= 1."""
-    if config.actors >= 1:
-        from rlbench.trainers import actor_learner
-
-        return actor_learner.train(config, out_dir=out_dir, progress=progress)
-    return fit(config, agent_cls, algo, out_dir, progress)[0]

@@ -1,8 +1,9 @@
 """The fault catalogue: every documented training-loop bug, switchable back on.
 
-Each row names a bug from ``shared/seeds/``, the fix rlbench keeps, and the fast tests
-(pytest node ids) that fail when the bug is back. ``rlbench faults verify`` runs that kill
-matrix; ``rlbench faults impact`` measures how much each bug hurts learning.
+Each row names a documented bug (``docs/faults.md``) and the fix rlbench keeps; the fast
+tests that fail when the bug is back carry ``@pytest.mark.detects("<id>")``.
+``rlbench faults verify`` runs that kill matrix; ``rlbench faults impact`` measures how much
+each bug hurts learning.
 
 Switching a fault on: put its id in a config's ``faults`` field, or set
 ``RLBENCH_FAULTS=id1,id2``. The decision is made once, when an object (buffer, trainer,
@@ -18,19 +19,24 @@ from dataclasses import dataclass
 
 ENV_VAR = "RLBENCH_FAULTS"
 
-ANALYSIS = "seeds/training-loop-analysis.md"
-MULTIPROC = "seeds/multiprocessing-learning-issues.md"
+# The two source systems, as sections of docs/faults.md.
+ANALYSIS = "docs/faults.md#training-loop-analysis-jax-sac"
+MULTIPROC = "docs/faults.md#multiprocessing-learning-issues-pytorch-dqniqn"
+SOURCE_NAMES = {ANALYSIS: "analysis", MULTIPROC: "multiprocessing"}
+"""Short name of each source, as the README's fault table writes it."""
 
 
 @dataclass(frozen=True)
 class Fault:
     id: str
-    source: str  # seed document
+    source: str  # where it is documented: a section of docs/faults.md
     item: str  # the numbered item in it
     bug: str  # what the bug does when switched on
     fix: str  # what rlbench keeps instead
     algos: tuple[str, ...]  # trainers whose code path it lives in
-    detectors: tuple[str, ...]  # pytest node ids that must fail with the fault on
+    # Pytest node ids that must fail with the fault on. Catalogue rows leave it empty: their
+    # detectors are the tests marked @pytest.mark.detects("<id>") (`faults.detectors`).
+    detectors: tuple[str, ...] = ()
     # NAME=VALUE config settings that put the fault's code path in play at all (e.g. actors=2
     # for actor/learner-only bugs); `rlbench faults impact` compares against clean runs
     # with the same settings.
@@ -44,7 +50,6 @@ CATALOGUE: tuple[Fault, ...] = (
         "nnx.update write-back of the scan's final state is dropped",
         "the scan loop's final state is written back; acting and eval use the latest actor",
         ("sac",),
-        ("tests/unit/test_sac.py::test_sac_write_back_acting_and_eval_use_the_scanned_actor",),
     ),
     Fault(
         "reward-scale-mismatch", ANALYSIS, "#2",
@@ -52,14 +57,12 @@ CATALOGUE: tuple[Fault, ...] = (
         "reward_scale is an explicit config value (1.0 for swingup), applied once, in the TD "
         "target only; eval is raw",
         ("sac",),
-        ("tests/unit/test_sac.py::test_sac_critic_target_scales_the_raw_reward_exactly_once",),
     ),
     Fault(
         "sample-before-warmup", ANALYSIS, "#3",
         "gradient updates start before learning_starts transitions exist",
         "no update before learning_starts; the update count follows the schedule exactly",
         ("sac",),
-        ("tests/unit/test_sac.py::test_sac_update_count_follows_the_schedule",),
     ),
     Fault(
         "eval-truncation-ignored", ANALYSIS, "#4",
@@ -67,19 +70,12 @@ CATALOGUE: tuple[Fault, ...] = (
         "complete and their returns run together",
         "truncation ends an episode; 10/10 episodes of 1000 steps are reported",
         ("sac", "dqn", "iqn"),
-        (
-            "tests/unit/test_evaluation.py::test_evaluate_dmc_random_policy_completes_1000_step_episodes",
-            "tests/unit/test_evaluation.py::test_evaluate_truncated_episodes_complete",
-        ),
     ),
     Fault(
         "sample-unfilled-slots", ANALYSIS, "#5",
         "the buffer samples indices in [0, capacity) while only `count` slots are filled",
         "indices are drawn from [0, count) only",
         ("sac", "dqn", "iqn"),
-        ("tests/unit/test_buffer.py::test_buffer_samples_only_filled_slots",
-         "tests/unit/test_shared_buffer.py::test_shared_buffer_samples_only_filled_slots",
-         "tests/unit/test_jax_buffer.py::test_jax_buffer_samples_only_filled_slots"),
     ),
     Fault(
         "buffer-drops-writes", ANALYSIS, "#6",
@@ -87,10 +83,6 @@ CATALOGUE: tuple[Fault, ...] = (
         "stays zeros",
         "the buffer validates itself: count, contents, and stats() show non-zero data",
         ("sac", "dqn", "iqn"),
-        ("tests/unit/test_buffer.py::test_buffer_stores_what_was_added",
-         "tests/unit/test_shared_buffer.py::test_shared_buffer_stores_what_was_added",
-         "tests/unit/test_jax_buffer.py::test_jax_buffer_stores_what_was_added",
-         "tests/unit/test_sac.py::test_sac_buffer_holds_raw_transitions_and_logs_diagnostics"),
     ),
     Fault(
         "stale-optimizer", MULTIPROC, "#1",
@@ -98,25 +90,18 @@ CATALOGUE: tuple[Fault, ...] = (
         "one helper copies weights and re-creates the optimizer; it owns exactly the model's "
         "parameters",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_q_learning.py::test_load_weights_rebinds_optimizer",
-        ),
     ),
     Fault(
         "epsilon-not-decayed", MULTIPROC, "#2",
         "epsilon stays at its initial value",
         "epsilon decays linearly to epsilon_min over exploration_fraction of training",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_q_learning.py::test_epsilon_schedule_reaches_min_at_configured_step",
-        ),
     ),
     Fault(
         "step-counter-missing", MULTIPROC, "#3",
         "the learner's step counter is never initialised, so the learner process dies",
         "counter initialised; a dying child raises a clear error in the parent, never a hang",
         ("dqn", "iqn"),
-        ("tests/unit/test_actor_learner.py::test_actor_learner_run_finishes_on_the_single_process_schedule",),
         setup=("actors=2",),
     ),
     Fault(
@@ -124,27 +109,18 @@ CATALOGUE: tuple[Fault, ...] = (
         "the target network is never updated",
         "soft (tau) or hard (every N updates) target update on schedule",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_q_learning.py::test_hard_target_update_copies_on_schedule",
-        ),
     ),
     Fault(
         "batch-not-on-device", MULTIPROC, "#5",
         "the numpy batch is not converted to tensors of the right dtype and device",
         "conversion happens in one place, on the model's device, dtype-checked",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_q_learning.py::test_batch_to_tensors_dtypes_and_device",
-        ),
     ),
     Fault(
         "eval-mode-training", MULTIPROC, "#6",
         "the network is left in eval mode during updates",
         "train() in the update, eval() when acting",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_q_learning.py::test_update_runs_in_train_mode_and_acting_in_eval_mode",
-        ),
         setup=("dropout=0.1",),
     ),
     Fault(
@@ -152,10 +128,6 @@ CATALOGUE: tuple[Fault, ...] = (
         "actors never pick up published weights",
         "actors refresh on every new version; policy lag bounded by publish_interval",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_actor_learner.py::test_actor_learner_policy_lag_within_publish_interval",
-            "tests/unit/test_actor_learner.py::test_actor_learner_actors_hold_the_last_published_weights_and_epsilon",
-        ),
         setup=("actors=2",),
     ),
     Fault(
@@ -163,7 +135,6 @@ CATALOGUE: tuple[Fault, ...] = (
         "the learner decays epsilon but actors keep the old one",
         "epsilon travels with the weights",
         ("dqn", "iqn"),
-        ("tests/unit/test_actor_learner.py::test_actor_learner_actors_hold_the_last_published_weights_and_epsilon",),
         setup=("actors=2",),
     ),
     Fault(
@@ -171,18 +142,12 @@ CATALOGUE: tuple[Fault, ...] = (
         "gradients are not clipped",
         "global-norm clipping at max_grad_norm",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_q_learning.py::test_update_clips_global_grad_norm",
-        ),
     ),
     Fault(
         "no-lr-schedule", MULTIPROC, "#9",
         "an LR schedule is configured but never stepped",
         "the learning rate follows the schedule at every update",
         ("dqn", "iqn"),
-        (
-            "tests/unit/test_q_learning.py::test_update_follows_lr_schedule",
-        ),
         setup=("lr_schedule=linear",),
     ),
 )

@@ -1,0 +1,108 @@
+"""Child processes of the commands: process groups, parallel waiting, signals, thread limits.
+
+One home for what `rlbench faults verify/impact` and the curves executors share: every child
+that may spawn children of its own (a pytest run, a trainer with actor processes) runs in
+its own process group, so one `killpg` takes the whole tree down on timeout or interrupt.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from contextlib import contextmanager
+from typing import Any
+
+SINGLE_THREAD_ENV: dict[str, str] = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    # Eigen's pool is XLA's CPU intra-op parallelism; the bare second token is the widely
+    # copied TF spelling, which XLA's flag parser ignores (kept so recorded job environments
+    # do not change).
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "MUJOCO_GL": "disable",
+}
+"""Environment for a child that runs next to others: one intra-op thread per library.
+Jobs already run in parallel, and BLAS/XLA pools fighting over a few cores make every run
+slower and timings noisy. Must be in the environment before torch/jax are imported."""
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Send `sig` to the process group led by `pid` (a child started in its own session or
+    after `os.setpgrp`): the child and everything it spawned. False when there is no such
+    group (not created yet, or already gone)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def run_group(cmd: list[str], timeout: float, **popen: Any) -> tuple[int | None, str, str]:
+    """Run `cmd` in its own process group; at `timeout` kill the whole group (a hung test or
+    trainer and every child it spawned). Returns (exit status or None on timeout, stdout,
+    stderr)."""
+    popen.setdefault("stderr", subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            **popen)
+    with _live_lock:
+        _live.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err or ""
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        out, err = proc.communicate()
+        return None, out, err or ""
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+
+
+def parallel(jobs: int, calls: list[Callable[[], Any]]) -> Iterator[Any]:
+    """Run `calls` on `jobs` threads (they only wait on child processes), yielding results
+    as they complete. If the caller stops early (Ctrl-C, SIGTERM, an error), queued calls
+    are cancelled and running `run_group` children are killed: their own sessions would
+    otherwise outlive us."""
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = [pool.submit(c) for c in calls]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        # Kill until every call has returned: one may be starting its process right now.
+        # (cancelled futures never count as done for wait(): leave them out)
+        while wait([f for f in futures if not f.cancelled()], timeout=0.2).not_done:
+            with _live_lock:
+                for proc in list(_live):
+                    kill_group(proc.pid)
+        pool.shutdown(wait=True)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM raises KeyboardInterrupt: CI cancels with SIGTERM, and the
+    Ctrl-C cleanup (kill children, mark the report incomplete) must run for it too. Outside
+    the main thread signals cannot be set: the block runs unchanged."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
