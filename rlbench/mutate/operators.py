@@ -24,6 +24,7 @@ import libcst as cst
 GAMMA = re.compile(r"^(gamma|discount|discount_factor)$")
 DONE = re.compile(r"^(done|dones|terminal|terminals|terminated|terminateds|terminations)$")
 TRUNC = re.compile(r"^(truncated|truncateds|truncations|timeout|timeouts|time_limit)$")
+RNG_NAME = re.compile(r"(key|rng|seed)s?$")
 TAU = re.compile(r"^(tau|polyak|polyak_tau|soft_tau)$")
 LOSSY = re.compile(r"(loss|target|td|bellman|objective|advantage|returns?$)")
 OBS_PAIRS = (("obs", "next_obs"), ("observation", "next_observation"),
@@ -134,6 +135,15 @@ def rename(expr: cst.Name | cst.Attribute, new: str) -> cst.BaseExpression:
     return expr.with_changes(attr=expr.attr.with_changes(value=new))
 
 
+def loaded_name(node: cst.CSTNode, ctx) -> tuple[str, set[str]] | None:
+    """(its last name, the names it could be renamed to) for a Name or Attribute being read;
+    None for anything else. Renaming operators only swap in a name that exists in scope."""
+    if not ctx.load or not isinstance(node, (cst.Name, cst.Attribute)):
+        return None
+    known = ctx.names if isinstance(node, cst.Name) else {a.rsplit(".", 1)[1] for a in ctx.attrs}
+    return terminal(node), known
+
+
 def is_one_minus(node: cst.CSTNode, pred) -> bool:
     """``1 - x`` with `pred(x)`."""
     return (isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Subtract)
@@ -236,12 +246,11 @@ class BootstrapOnline(Operator):
     doc = "target_net -> net, self.target -> self.online: bootstrap from the online network"
 
     def mutate(self, node, ctx):
-        if not ctx.load or not isinstance(node, (cst.Name, cst.Attribute)):
+        if (found := loaded_name(node, ctx)) is None:
             return
-        name = terminal(node)
-        known = ctx.names if isinstance(node, cst.Name) else {
-            a.rsplit(".", 1)[1] for a in ctx.attrs}
-        if name.startswith("target_") and name[7:] in known:
+        name, known = found
+        # target_key, target_rng, target_seed: RNG streams, whose reuse is rng-key-reuse's bug
+        if name.startswith("target_") and name[7:] in known and not RNG_NAME.search(name):
             yield rename(node, name[7:])
         elif name == "target" and "online" in known:
             yield rename(node, "online")
@@ -296,11 +305,9 @@ class ObsNextObs(Operator):
     doc = "obs <-> next_obs: the transition's two observations swapped"
 
     def mutate(self, node, ctx):
-        if not ctx.load or not isinstance(node, (cst.Name, cst.Attribute)):
+        if (found := loaded_name(node, ctx)) is None:
             return
-        name = terminal(node)
-        known = ctx.names if isinstance(node, cst.Name) else {
-            a.rsplit(".", 1)[1] for a in ctx.attrs}
+        name, known = found
         for a, b in OBS_PAIRS:
             for x, y in ((a, b), (b, a)):
                 if name == x and y in known:

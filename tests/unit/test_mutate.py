@@ -83,6 +83,9 @@ def test_operator_rewrites_the_site_it_names(op: str, code: str, expected: str) 
 def test_operators_leave_what_they_must_not_touch_alone() -> None:
     # `target` that is a TD target value, not a network: no online counterpart in scope
     assert not rewrites("bootstrap-online", "def f(r, v):\n    target = r + v\n    return target\n")
+    # target_key -> key is a reused RNG key, not an online network: rng-key-reuse's bug
+    assert not rewrites("bootstrap-online",
+                        "def f(key, target_key, net):\n    return net(target_key) + net(key)\n")
     # progress bars "update" too; dropping them changes no learning
     assert not rewrites("statement-dropped", "def f(bar):\n    bar.update(3)\n")
     # default arguments and module constants run at import, where no test selects them
