@@ -37,6 +37,10 @@ def _segments(pid: int) -> list[str]:
     return [n for n in os.listdir("/dev/shm") if n.startswith(f"rlbench_{pid}_")]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _alive(pid: int) -> bool:
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -58,6 +62,10 @@ def test_cli_train_dqn_actors_sigint_stops_children_and_unlinks_segments(tmp_pat
          "--steps", "10000000", "--eval-interval", "10000000", "--out", str(tmp_path), "--quiet",
          "--set", "learning_starts=200"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal, even when this suite itself was started in the background
+        # (`make test &`, nohup): there SIGINT is inherited as ignored, Python then installs
+        # no KeyboardInterrupt handler, and the run would rightly ignore our signal.
+        preexec_fn=_default_sigint,
     )
     try:
         metrics = tmp_path / "metrics.jsonl"
