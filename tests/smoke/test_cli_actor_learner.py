@@ -83,7 +83,11 @@ def test_cli_train_dqn_actors_sigint_stops_children_and_unlinks_segments(tmp_pat
         children = _spawned_children(proc.pid)
         assert len(children) == 3, f"expected learner + 2 actors, found {children}"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=600)
+        try:
+            _, err = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the run was still going 600 s after Ctrl-C (first episode at "
+                        f"{phases['first episode']:.0f} s): SIGINT ignored or shutdown hung")
         phases["exited"] = time.monotonic() - start
     finally:
         if proc.poll() is None:
