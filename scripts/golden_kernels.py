@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.golden.test_golden_replay import CASES, FLOOR, GOLDEN_RTOL, deviation  # noqa: E402
+from tests.golden.replay import deviation  # noqa: E402
+from tests.golden.test_golden_replay import CASES, FLOOR, GOLDEN_RTOL  # noqa: E402
 
 KERNELS: list[tuple[str, dict[str, str]]] = [
     ("default (this CPU)", {}),
@@ -97,7 +98,7 @@ def summarise(result: dict | str, goldens: dict[str, dict]) -> list[str]:
         if "error" in got:
             cells.append(f"error: {got['error'][:60]}")
             continue
-        worst = max(deviation(got[k], v) for k, v in goldens[name].items())
+        worst = max(deviation(got[k], v, FLOOR) for k, v in goldens[name].items())
         cells.append(f"{worst:.1e}")
     return cells
 

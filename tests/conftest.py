@@ -69,11 +69,13 @@ class Golden:
             return
         if not path.exists():
             pytest.fail(f"no golden file {path}; run pytest --update-golden and commit it")
+        from tests.golden.replay import deviation
+
         stored = json.loads(path.read_text())
         assert stored.keys() == values.keys(), f"golden keys differ for {name}"
         off = [f"  {key} = {values[key]!r}, golden {expected!r}"
                for key, expected in stored.items()
-               if abs(values[key] - expected) > rtol * max(abs(expected), floor)]
+               if deviation(values[key], expected, floor) > rtol]
         assert not off, (
             f"{name}: {len(off)} of {len(stored)} values moved beyond rtol={rtol} "
             f"(relative to max(|golden|, {floor})):\n" + "\n".join(off) +

@@ -67,6 +67,12 @@ def swingup_like_batches(n_rows: int, seed: int = 0) -> Batch:
     return Batch(obs, action, reward, next_obs, np.zeros(n_rows, bool), np.zeros(n_rows, bool))
 
 
+def deviation(got: float, golden: float, floor: float) -> float:
+    """What a golden tolerance bounds: |got - golden| relative to max(|golden|, floor), i.e.
+    absolute for values smaller than `floor` (a bias norm, a loss near zero)."""
+    return abs(got - golden) / max(abs(golden), floor)
+
+
 def _block_means(name: str, values: list[float]) -> dict[str, float]:
     return {f"{name}_mean_{i}_{min(i + BLOCK, len(values)) - 1}": float(np.mean(values[i:i + BLOCK]))
             for i in range(0, len(values), BLOCK)}

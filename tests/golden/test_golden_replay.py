@@ -46,11 +46,6 @@ CASES: dict[str, tuple[str, dict]] = {
 }
 
 
-def deviation(got: float, golden: float) -> float:
-    """The deviation the tolerance bounds: relative, absolute below FLOOR."""
-    return abs(got - golden) / max(abs(golden), FLOOR)
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_golden_replay_update_maths(name: str, golden) -> None:
     backend, kwargs = CASES[name]
