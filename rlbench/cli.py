@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -12,6 +13,11 @@ from pathlib import Path
 from rlbench.tables import text_table
 
 DEFAULT_EVAL_ENVS = ("CartPole-v1", "dmc:cartpole-swingup", "probe:5")
+SUBCOMMAND_MODULES = (
+    "rlbench.faults.cli",  # `rlbench faults {list,verify,impact}`
+    "rlbench.curves.cli",  # `rlbench nightly --profile quick|full`
+    "rlbench.mutate.cli",  # `rlbench mutate`: RL-aware mutation testing
+)
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -52,10 +58,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rlbench.api import get_spec, replace_config, train
     from rlbench.config import with_overrides
-    from rlbench.trainers import config_class, train
 
-    config = config_class(args.algo)()
+    config = get_spec(args.algo).config()
     changes = {"seed": args.seed}
     for flag, field in (("env", "env_id"), ("steps", "total_steps"), ("device", "device"),
                         ("eval_episodes", "eval_episodes"), ("eval_interval", "eval_interval")):
@@ -67,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not hasattr(config, "actors"):
             raise ValueError(f"{args.algo} has no actor/learner mode (--actors)")
         changes["actors"] = args.actors
-    config = with_overrides(config.replace(**changes), dict(kv.split("=", 1) for kv in args.set))
+    config = with_overrides(replace_config(config, **changes), dict(kv.split("=", 1) for kv in args.set))
     out = args.out or f"runs/{args.algo}-{config.env_id.replace(':', '_')}-s{config.seed}"
     try:  # a run folder that cannot exist is bad input: say so before anything trains
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -105,11 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_eval)
 
+    from rlbench.api import trainer_names
     from rlbench.trainers import TRAINERS
 
+    names = trainer_names()  # built-ins and installed plugins (entry points, not imported)
     p = sub.add_parser("train", help="train one algorithm, writing summary.json + metrics.jsonl")
-    p.add_argument("algo", choices=sorted(TRAINERS),
-                   help="; ".join(f"{t.algo}: {t.summary}" for t in TRAINERS.values()))
+    p.add_argument("algo", choices=names,
+                   help="; ".join(f"{n}: {TRAINERS[n].summary if n in TRAINERS else 'plugin'}"
+                                  for n in names))
     p.add_argument("--env", help="env id (default: the algorithm's config default)")
     p.add_argument("--steps", type=int, help="total env steps")
     p.add_argument("--seed", type=int, default=0)
@@ -124,17 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_train)
 
-    from rlbench.faults.cli import add_parser as add_faults_parser
-
-    add_faults_parser(sub)  # `rlbench faults {list,verify,impact}`
-
-    from rlbench.curves.cli import add_parser as add_nightly_parser
-
-    add_nightly_parser(sub)  # `rlbench nightly --profile quick|full`
-
-    from rlbench.mutate.cli import add_parser as add_mutate_parser
-
-    add_mutate_parser(sub)  # `rlbench mutate`: RL-aware mutation testing
+    for module in SUBCOMMAND_MODULES:  # each adds its own subcommands with `add_parser(sub)`
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

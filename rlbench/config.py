@@ -86,7 +86,7 @@ def with_overrides(config: C, overrides: dict[str, str]) -> C:
                 f"--set {name}={text}: {type(config).__name__}.{name} expects "
                 f"{_type_name(hints[name])} ({exc})"
             ) from None
-    return config.replace(**parsed)
+    return dataclasses.replace(config, **parsed)
 
 
 def _type_name(annotation: Any) -> str:

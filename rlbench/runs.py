@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -180,7 +181,9 @@ class RunRecorder:
 
     def finish(self, steps: int, **extra: Any) -> dict[str, Any]:
         wall = time.perf_counter() - self.start
-        config = self.config.to_dict() if hasattr(self.config, "to_dict") else dict(self.config)
+        # TrainConfig has to_dict; a plugin trainer's config is any dataclass.
+        config = (self.config.to_dict() if hasattr(self.config, "to_dict")
+                  else dataclasses.asdict(self.config))
         summary = {
             "algo": self.algo,
             "backend": self.backend,

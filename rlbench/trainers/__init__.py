@@ -1,8 +1,11 @@
-"""Trainer registry: one entry point per algorithm, the same shape in every backend.
+"""The built-in trainers: which module holds each, imported lazily so torch users never
+import JAX.
 
-A trainer module exposes ``Config`` (a `TrainConfig` subclass) and
-``train(config, out_dir=None, progress=True) -> dict`` (the summary also written to
-``out_dir/summary.json``). Modules are imported lazily so torch users never import JAX.
+A built-in trainer module exposes ``SPEC`` (an `rlbench.api.TrainerSpec`), ``Config`` (a
+`TrainConfig` subclass) and ``train(config, out_dir=None, progress=True) -> dict`` (the
+summary also written to ``out_dir/summary.json``). Everything outside the trainers reaches
+them, and plugin trainers, through `rlbench.api`; `config_class` and `train` here are
+that registry's shorthands.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from rlbench.config import TrainConfig
 
 
 @dataclass(frozen=True)
-class TrainerSpec:
+class BuiltinTrainer:
+    """Where a built-in trainer lives (its `rlbench.api.TrainerSpec` is the module's SPEC)."""
+
     algo: str
     backend: str
     module: str
@@ -31,18 +36,18 @@ class BackendMissing(ImportError):
     """A trainer's backend extra (torch or jax) is not installed."""
 
 
-TRAINERS: dict[str, TrainerSpec] = {}
+TRAINERS: dict[str, BuiltinTrainer] = {}
 # The packages each backend extra installs (pyproject: extras `torch` and `jax`).
 BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {"torch": ("torch",), "jax": ("jax", "flax", "optax")}
 
 
-def _register(*specs: TrainerSpec) -> None:
+def _register(*specs: BuiltinTrainer) -> None:
     for spec in specs:
         TRAINERS[spec.algo] = spec
 
 
 def _module(algo: str) -> ModuleType:
-    if algo not in TRAINERS:
+    if algo not in TRAINERS:  # plugins are rlbench.api's business
         raise ValueError(f"unknown algorithm {algo!r}; known: {', '.join(TRAINERS)}")
     spec = TRAINERS[algo]
     try:
@@ -74,7 +79,10 @@ def backend_available(backend: str) -> bool:
 
 
 def config_class(algo: str) -> type[TrainConfig]:
-    return _module(algo).Config
+    """The config dataclass of any registered trainer, built-in or plugin."""
+    from rlbench.api import get_spec
+
+    return get_spec(algo).config
 
 
 def train(
@@ -84,21 +92,22 @@ def train(
     progress: bool = False,
     **changes: Any,
 ) -> dict[str, Any]:
-    """Train `algo` with `config` (defaults if None) updated by `changes`; return the summary."""
-    module = _module(algo)
-    config = (config or module.Config()).replace(**changes)
-    return module.train(config, out_dir=out_dir, progress=progress)
+    """Train any registered trainer with `config` (defaults if None) updated by `changes`;
+    return the summary (`rlbench.api.train`)."""
+    from rlbench.api import train as api_train
+
+    return api_train(algo, config, out_dir=out_dir, progress=progress, **changes)
 
 
 _register(
-    TrainerSpec("dqn", "torch", "rlbench.trainers.dqn_torch",
+    BuiltinTrainer("dqn", "torch", "rlbench.trainers.dqn_torch",
                 "DQN / double DQN (PyTorch), discrete actions",
                 actor_learner="rlbench.trainers.actor_learner"),
-    TrainerSpec("iqn", "torch", "rlbench.trainers.iqn_torch",
+    BuiltinTrainer("iqn", "torch", "rlbench.trainers.iqn_torch",
                 "implicit quantile networks (PyTorch), discrete actions",
                 actor_learner="rlbench.trainers.actor_learner"),
 )
 _register(
-    TrainerSpec("sac", "jax", "rlbench.trainers.sac_jax",
+    BuiltinTrainer("sac", "jax", "rlbench.trainers.sac_jax",
                 "soft actor-critic (JAX, Flax NNX + optax), continuous actions"),
 )

@@ -6,6 +6,7 @@ updates, clipping, the LR schedule and the loop are shared with IQN in `q_learni
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbench.api import TrainerSpec
 from rlbench.config import DQNConfig
+from rlbench.trainers import TRAINERS
 from rlbench.trainers.q_learning import QAgent, QNetwork, TensorBatch, train_dispatch
+from rlbench.trainers.q_learning.loop import PROBE_OVERRIDES, make_trainer
 
 Config = DQNConfig
 
@@ -50,3 +54,10 @@ def train(config: DQNConfig, out_dir: str | Path | None = None, progress: bool =
           ) -> dict[str, Any]:
     """Train DQN (actor/learner when config.actors >= 1); returns the run summary."""
     return train_dispatch(config, DQNAgent, "dqn", out_dir, progress)
+
+
+SPEC = TrainerSpec(
+    "dqn", {"discrete"}, DQNConfig, functools.partial(make_trainer, agent_cls=DQNAgent, algo="dqn"),
+    summary=TRAINERS["dqn"].summary, check_overrides=PROBE_OVERRIDES, run=train,
+    backend="torch",
+)

@@ -10,6 +10,7 @@ clipping, LR schedule, the loop) is shared with DQN in `q_learning`.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbench.api import TrainerSpec
 from rlbench.config import IQNConfig, QLearningConfig
+from rlbench.trainers import TRAINERS
 from rlbench.trainers.q_learning import QAgent, TensorBatch, mlp, train_dispatch
+from rlbench.trainers.q_learning.loop import PROBE_OVERRIDES, make_trainer
 
 Config = IQNConfig
 
@@ -108,3 +112,10 @@ def train(config: IQNConfig, out_dir: str | Path | None = None, progress: bool =
           ) -> dict[str, Any]:
     """Train IQN (actor/learner when config.actors >= 1); returns the run summary."""
     return train_dispatch(config, IQNAgent, "iqn", out_dir, progress)
+
+
+SPEC = TrainerSpec(
+    "iqn", {"discrete"}, IQNConfig, functools.partial(make_trainer, agent_cls=IQNAgent, algo="iqn"),
+    summary=TRAINERS["iqn"].summary, check_overrides=PROBE_OVERRIDES | {"k_quantiles": 256}, run=train,
+    backend="torch",
+)

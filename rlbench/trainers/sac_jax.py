@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from rlbench.api import TrainerSpec
 from rlbench.buffers.jax_buffer import BufferState, JaxReplayBuffer
 from rlbench.config import SACConfig
 from rlbench.envs import make
@@ -45,6 +46,7 @@ from rlbench.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlbench.faults import active_faults
 from rlbench.runs import EpisodeStats, Progress, RunRecorder
 from rlbench.schedules import ratio_updates_due as updates_due
+from rlbench.trainers import TRAINERS
 from rlbench.trainers.sac_nets import Actor, Temperature, TwinQ, polyak, td_target, temperature_loss
 from rlbench.types import Batch, Policy
 
@@ -322,6 +324,14 @@ class SAC:
 
         return policy
 
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """min(Q1, Q2)(obs, greedy action), shape [1] (the rlbench.api value report)."""
+        leaves = jax.tree.leaves(nnx.state(self.model.actor))
+        o = jnp.asarray(np.asarray(obs, np.float32).reshape(1, -1))
+        a = greedy(self.actor_graphdef, self._actor_treedef, leaves, o[0])
+        q1, q2 = self.model.critic(o, jnp.reshape(a, (1, -1)))
+        return np.asarray(jnp.minimum(q1, q2)).reshape(1)
+
     # -- the loop ------------------------------------------------------------------------------
     def advance(self, steps: int) -> None:
         """Run `steps` env steps: act, step, stage; write + update whenever K updates are due."""
@@ -396,6 +406,14 @@ class SAC:
             out["episode_return"] = self.episode_stats.recent_mean()
         return out
 
+    def metrics(self) -> dict[str, float]:
+        """The rlbench.api metrics: the numbers of `train_metrics`."""
+        return {k: float(v) for k, v in self.train_metrics().items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def close(self) -> None:
+        self.env.close()
+
     def run(self, out_dir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
         """Train for `total_steps`, evaluating every `eval_interval` steps and at the end."""
         cfg = self.config
@@ -436,3 +454,13 @@ def _next_multiple(step: int, interval: int) -> int:
 def train(config: SACConfig, out_dir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Train SAC with `config`; write `summary.json` + `metrics.jsonl` to `out_dir` if given."""
     return SAC(config).run(out_dir=out_dir, progress=progress)
+
+
+PROBE_OVERRIDES = dict(hidden_sizes=(64, 64), batch_size=64, buffer_size=5_000, learning_starts=200,
+                       chunk_updates=8, policy_lr=1e-3, q_lr=1e-3, alpha_lr=1e-3, eval_episodes=4)
+"""SAC settings for ~1,500-step probe runs (`rlbench check`, the probe tests)."""
+
+SPEC = TrainerSpec(
+    "sac", {"continuous"}, SACConfig, SAC, summary=TRAINERS["sac"].summary,
+    check_overrides=PROBE_OVERRIDES, check_steps=1_500, run=train, backend="jax",
+)

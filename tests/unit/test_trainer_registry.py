@@ -7,13 +7,13 @@ import pytest
 
 from rlbench import trainers
 from rlbench.cli import main
-from rlbench.trainers import BackendMissing, TrainerSpec, backend_available, config_class
+from rlbench.trainers import BackendMissing, BuiltinTrainer, backend_available, config_class
 
 
 @pytest.fixture
 def fake_trainer(monkeypatch):
     monkeypatch.setitem(trainers.BACKEND_PACKAGES, "nosuch", ("nosuch_backend_pkg",))
-    monkeypatch.setitem(trainers.TRAINERS, "fake", TrainerSpec(
+    monkeypatch.setitem(trainers.TRAINERS, "fake", BuiltinTrainer(
         "fake", "nosuch", "nosuch_backend_pkg.trainer", "a trainer whose backend is absent"))
 
 

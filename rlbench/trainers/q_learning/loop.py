@@ -3,6 +3,7 @@ actor/learner trainer when actors are configured."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,111 @@ class PendingTransitions:
                              **{k: v[:n] for k, v in per_row.items()})
 
 
+class QLearningTrainer:
+    """One DQN/IQN run, resumable: `advance(n)` runs n more env steps of the loop.
+
+    Single env, CleanRL order: act, step, store (time-limit truncation is stored as
+    non-terminal so it bootstraps), then every train_frequency steps from
+    learning_starts on, gradient_steps updates. Evaluation every eval_interval steps and
+    at step total_steps. Implements the `rlbench.api` trainer protocol, with `values`.
+    """
+
+    def __init__(self, config: QLearningConfig, agent_cls: type[QAgent], algo: str,
+                 out_dir: str | Path | None = None, progress: bool = False) -> None:
+        torch.manual_seed(config.seed)
+        self.config, self.algo = config, algo
+        self.device = resolve_device(config.device)
+        self.rng = np.random.default_rng(config.seed)
+        self.env = make(config.env_id, seed=config.seed)
+        try:
+            self.agent = make_agent(config, self.env, self.device, agent_cls)
+        except BaseException:
+            self.env.close()
+            raise
+        self.buffer = ReplayBuffer(config.buffer_size, self.agent.obs_shape, faults=config.faults)
+        self.pending = PendingTransitions(config.train_frequency, self.agent.obs_shape)
+        self.epsilon = make_epsilon_schedule(config)
+        self.recorder = RunRecorder(out_dir, algo, "torch", config)
+        self.bar = Progress(config.total_steps, algo, enabled=progress)
+        self.episodes = EpisodeStats(window=20)
+        self.info: dict[str, float] = {}
+        self.env_steps = 0
+        self._obs, _ = self.env.reset()
+
+    def advance(self, steps: int) -> None:
+        """Run `steps` more env steps (a crash closes the env and the run record)."""
+        config, agent, recorder = self.config, self.agent, self.recorder
+        obs, step = self._obs, self.env_steps
+        try:
+            for step in range(self.env_steps + 1, self.env_steps + steps + 1):
+                eps = self.epsilon(step - 1)
+                action = agent.act(obs, eps, self.rng)
+                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                self.pending.add(obs, action, reward, next_obs, terminated, truncated)
+                self.episodes.step(reward)
+                obs = next_obs
+                if terminated or truncated:
+                    ep_return, ep_len = self.episodes.end()
+                    recorder.log(step, kind="episode", ret=ep_return, length=ep_len)
+                    obs, _ = self.env.reset()
+
+                if step % config.train_frequency == 0:
+                    self.pending.flush_into(self.buffer)  # complete whenever we sample
+                if step >= config.learning_starts and step % config.train_frequency == 0:
+                    for _ in range(config.gradient_steps):
+                        self.info = agent.update(self.buffer.sample(config.batch_size, self.rng))
+
+                if step % config.log_interval == 0:
+                    recorder.log(step, kind="train", epsilon=eps, updates=agent.updates, **self.info)
+                if step % config.eval_interval == 0 or step == config.total_steps:
+                    recorder.record_eval(step, evaluate_agent(agent, config))
+                if step % config.log_interval == 0 or step == config.total_steps:
+                    self.bar.update(step, force=step == config.total_steps, eps=eps,
+                                    ret=self.episodes.recent_mean(),
+                                    eval=recorder.eval_history[-1]["return_mean"]
+                                    if recorder.eval_history else float("nan"))
+        except BaseException:
+            self.close()
+            raise
+        self._obs, self.env_steps = obs, step
+
+    # -- the rlbench.api protocol --------------------------------------------------------------
+    def policy(self) -> Callable[[np.ndarray], int]:
+        """The greedy policy (reads the online network at call time)."""
+        return self.agent.greedy_action
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """Q(obs, a) for every action, shape [n_actions]."""
+        return self.agent.q_values(np.asarray(obs)[None])[0]
+
+    def metrics(self) -> dict[str, float]:
+        out = {k: float(v) for k, v in self.info.items()}
+        out |= {"updates": float(self.agent.updates), "episodes": float(self.episodes.episodes),
+                "epsilon": float(self.epsilon(self.env_steps))}
+        if self.episodes.recent:
+            out["episode_return"] = self.episodes.recent_mean()
+        if self.recorder.eval_history:
+            out["eval_return"] = self.recorder.eval_history[-1]["return_mean"]
+        return out
+
+    def close(self) -> None:
+        self.recorder.close()
+        self.env.close()
+
+    def finish(self) -> dict[str, Any]:
+        """Close the env and write the run record; return the summary."""
+        self.env.close()
+        self.pending.flush_into(self.buffer)
+        return self.recorder.finish(
+            self.env_steps,
+            updates=self.agent.updates,
+            episodes=self.episodes.episodes,
+            device=str(self.device),
+            buffer=self.buffer.stats(),
+            final_epsilon=self.epsilon(self.env_steps),
+        )
+
+
 def fit(
     config: QLearningConfig,
     agent_cls: type[QAgent],
@@ -67,70 +173,25 @@ def fit(
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Any], QAgent]:
-    """Train one agent with epsilon-greedy acting and replay; return (summary, agent).
+    """Train one agent for `config.total_steps`; return (summary, agent)."""
+    trainer = QLearningTrainer(config, agent_cls, algo, out_dir, progress)
+    trainer.advance(config.total_steps)
+    return trainer.finish(), trainer.agent
 
-    Single env, CleanRL order: act, step, store (time-limit truncation is stored as
-    non-terminal so it bootstraps), then every train_frequency steps from
-    learning_starts on, gradient_steps updates. Evaluation every eval_interval steps and
-    at the end.
-    """
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    rng = np.random.default_rng(config.seed)
-    env = make(config.env_id, seed=config.seed)
-    agent = make_agent(config, env, device, agent_cls)
-    buffer = ReplayBuffer(config.buffer_size, agent.obs_shape, faults=config.faults)
-    pending = PendingTransitions(config.train_frequency, agent.obs_shape)
-    epsilon = make_epsilon_schedule(config)
-    recorder = RunRecorder(out_dir, algo, "torch", config)
-    bar = Progress(config.total_steps, algo, enabled=progress)
 
-    episodes = EpisodeStats(window=20)
-    info: dict[str, float] = {}
-    obs, _ = env.reset()
-    try:
-        for step in range(1, config.total_steps + 1):
-            eps = epsilon(step - 1)
-            action = agent.act(obs, eps, rng)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            pending.add(obs, action, reward, next_obs, terminated, truncated)
-            episodes.step(reward)
-            obs = next_obs
-            if terminated or truncated:
-                ep_return, ep_len = episodes.end()
-                recorder.log(step, kind="episode", ret=ep_return, length=ep_len)
-                obs, _ = env.reset()
+PROBE_OVERRIDES = dict(learning_starts=200, train_frequency=1, batch_size=64, learning_rate=3e-3,
+                       hidden_sizes=(32, 32), target_update_interval=50, exploration_fraction=0.5,
+                       eval_episodes=2)
+"""DQN/IQN settings for few-hundred-step probe runs (`rlbench check`, the probe tests)."""
 
-            if step % config.train_frequency == 0:
-                pending.flush_into(buffer)  # the buffer is complete whenever we sample
-            if step >= config.learning_starts and step % config.train_frequency == 0:
-                for _ in range(config.gradient_steps):
-                    info = agent.update(buffer.sample(config.batch_size, rng))
 
-            if step % config.log_interval == 0:
-                recorder.log(step, kind="train", epsilon=eps, updates=agent.updates, **info)
-            if step % config.eval_interval == 0 or step == config.total_steps:
-                recorder.record_eval(step, evaluate_agent(agent, config))
-            if step % config.log_interval == 0 or step == config.total_steps:
-                bar.update(step, force=step == config.total_steps, eps=eps,
-                           ret=episodes.recent_mean(),
-                           eval=recorder.eval_history[-1]["return_mean"]
-                           if recorder.eval_history else float("nan"))
-    except BaseException:
-        recorder.close()
-        raise
-    finally:
-        env.close()
-    pending.flush_into(buffer)
-    summary = recorder.finish(
-        config.total_steps,
-        updates=agent.updates,
-        episodes=episodes.episodes,
-        device=str(device),
-        buffer=buffer.stats(),
-        final_epsilon=epsilon(config.total_steps),
-    )
-    return summary, agent
+def make_trainer(config: QLearningConfig, agent_cls: type[QAgent], algo: str) -> QLearningTrainer:
+    """The `rlbench.api` factory of the single-process DQN/IQN trainers."""
+    if config.actors >= 1:
+        raise ValueError(
+            f"{algo} with actors={config.actors}: the actor/learner trainer does not implement "
+            "the resumable rlbench.api protocol yet (rlbench train runs it; set actors=0 here)")
+    return QLearningTrainer(config, agent_cls, algo)
 
 
 def train_dispatch(
