@@ -10,7 +10,9 @@ child runs ``pytest.main(args)`` in its own session and exits with pytest's code
 
 Protocol: one JSON object per line on stdin ``{"args": [...], "timeout": s, "log": path}``,
 one per line on the original stdout ``{"rc": int | null, "timeout": bool, "seconds": s}``.
-A child past its timeout is killed with its whole process group (tests spawn processes).
+A child's whole process group is killed when it ends, on timeout or not: a test (or a
+mutant that breaks a trainer's shutdown) may leave spawned processes behind, and they must
+not outlive the run that made them.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ import time
 _child = 0
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _kill_child(*_: object) -> None:
     if _child:
-        try:
-            os.killpg(_child, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(_child)
     os._exit(1)
 
 
@@ -85,13 +91,11 @@ def serve(preload: list[str]) -> None:
                 break
             if time.perf_counter() > deadline:
                 timed_out = True
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                _kill_group(pid)
                 os.waitpid(pid, 0)
                 break
             time.sleep(0.02)
+        _kill_group(pid)  # whatever the run left behind in its session (orphans keep the pgid)
         _child = 0
         proto.write(json.dumps({"rc": rc, "timeout": timed_out,
                                 "seconds": time.perf_counter() - start}) + "\n")

@@ -149,9 +149,9 @@ class Worker:
             try:
                 return self.current.wait(timeout=timeout), False
             except subprocess.TimeoutExpired:
-                kill_group(self.current)
                 return None, True
-            finally:
+            finally:  # timed out or not: nothing the run spawned outlives it
+                kill_group(self.current)
                 self.current = None
 
     def close(self) -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from rlbench.mutate.engine import Settings, changed_lines, run
 from rlbench.mutate.generate import generate_mutants
 from rlbench.mutate.operators import OPERATORS
 from rlbench.mutate.report import Report, Result, matrix, score, write_atomic
+from rlbench.mutate.runner import Worker
 
 
 def rewrites(op: str, code: str) -> set[str]:
@@ -293,3 +297,44 @@ def test_a_test_module_that_no_longer_imports_is_a_kill_not_an_error() -> None:
     log = "ERROR tests/unit/test_x.py\nERROR: found no collectors for tests/unit/test_x.py::t\n"
     assert classify(4, False, log) == "killed"
     assert classify(4, False, "ERROR: usage") == classify(5, False) == "error"
+
+
+LEAKY_TEST = """\
+import subprocess, sys
+
+
+def test_leaves_a_process_behind(tmp_path_factory):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    open({pidfile!r}, "w").write(str(child.pid))
+"""
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie nobody has reaped yet (it is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forkserver", "subprocess"])
+def test_a_test_run_never_leaves_processes_behind(tmp_path: Path, fork: bool) -> None:
+    """A test (or a mutant breaking a trainer's shutdown) that leaves a spawned process
+    running: the run's whole session is killed when pytest exits, not only on timeout."""
+    root = _tiny_project(tmp_path / "proj")
+    pidfile = tmp_path / "leaked.pid"
+    (root / "tests" / "test_leak.py").write_text(LEAKY_TEST.format(pidfile=str(pidfile)))
+    worker = Worker(root, fork=fork, logdir=tmp_path, preload=("pytest",))
+    try:
+        rc, timed_out = worker.run_tests(["tests/test_leak.py"], timeout=120, log=tmp_path / "log")
+    finally:
+        worker.close()
+    assert (rc, timed_out) == (0, False), (tmp_path / "log").read_text()
+    pid = int(pidfile.read_text())
+    for _ in range(200):  # SIGKILL is immediate; reaping by init may take a moment on a busy box
+        if _gone(pid):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"process {pid} spawned by the test run outlived it")
