@@ -27,7 +27,8 @@ class TrainConfig:
     eval_episodes: int = 10
     """Episodes per evaluation, through `rlbench.evaluation.evaluate`."""
     device: str = "auto"
-    """cpu | cuda | auto (cuda when available). JAX uses its default device."""
+    """cpu | cuda | auto (cuda when available), for torch and JAX alike; cuda without a GPU
+    is an error."""
     faults: tuple[str, ...] = ()
     """Fault ids to switch on (see `rlbench faults list`); RLBENCH_FAULTS adds more."""
 

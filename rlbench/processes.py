@@ -7,11 +7,13 @@ its own process group, so one `killpg` takes the whole tree down on timeout or i
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +31,35 @@ SINGLE_THREAD_ENV: dict[str, str] = {
 """Environment for a child that runs next to others: one intra-op thread per library.
 Jobs already run in parallel, and BLAS/XLA pools fighting over a few cores make every run
 slower and timings noisy. Must be in the environment before torch/jax are imported."""
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids jobs may be spread over: CUDA_VISIBLE_DEVICES when set, else the GPUs
+    `nvidia-smi -L` lists; [] on a machine without GPUs (asks no framework: the parent of a
+    suite should not import torch or JAX, or claim GPU memory, just to count devices)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, _ in enumerate(x for x in out.splitlines() if x.startswith("GPU "))]
+
+
+def gpu_job_env(slot: int, jobs: int, gpus: Sequence[str]) -> dict[str, str]:
+    """Environment for parallel job `slot` of `jobs`: its own GPU while there are enough,
+    otherwise GPUs shared round-robin with JAX's memory pool split between the sharers
+    (by default JAX preallocates 75% of a GPU per process, so a second job would fail)."""
+    if not gpus:
+        return {}
+    env = {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]}
+    sharers = math.ceil(jobs / len(gpus))
+    if sharers > 1:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / sharers:.2f}"
+    return env
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlbench.curves.records import ERROR, Job, JobRecord
-from rlbench.processes import SINGLE_THREAD_ENV, kill_group
+from rlbench.processes import SINGLE_THREAD_ENV, gpu_job_env, kill_group, visible_gpus
 
 OnResult = Callable[[JobRecord], None]
 
@@ -117,7 +117,9 @@ class LocalExecutor:
     def run(self, jobs: Sequence[Job], run_root: Path, on_result: OnResult) -> None:
         ctx = mp.get_context("spawn")  # fork would copy the parent's threads and locks
         pending = deque(jobs)
-        running: dict[int, tuple[mp.process.BaseProcess, Job, float, Path]] = {}
+        running: dict[int, tuple[mp.process.BaseProcess, Job, float, Path, int]] = {}
+        gpus = visible_gpus()
+        free_slots = list(range(self.jobs))  # slot → which GPU (or share of one) a job gets
         try:
             while pending or running:
                 while pending and len(running) < self.jobs:
@@ -127,16 +129,19 @@ class LocalExecutor:
                     result.unlink(missing_ok=True)
                     proc = ctx.Process(target=_child, args=(job, str(run_dir), str(result)),
                                        name=f"rlbench-job-{job.id}")
-                    with _environ(SINGLE_THREAD_ENV):  # the child inherits them before any import
+                    slot = free_slots.pop()
+                    # The child inherits these before any import (threads, its GPU share).
+                    with _environ(SINGLE_THREAD_ENV | gpu_job_env(slot, self.jobs, gpus)):
                         proc.start()
-                    running[proc.pid] = (proc, job, time.monotonic(), result)
+                    running[proc.pid] = (proc, job, time.monotonic(), result, slot)
                 multiprocessing.connection.wait([p.sentinel for p, *_ in running.values()],
                                                 timeout=self.poll_s)
-                for pid, (proc, job, start, result) in list(running.items()):
+                for pid, (proc, job, start, result, slot) in list(running.items()):
                     elapsed = time.monotonic() - start
                     if proc.exitcode is None and elapsed <= job.timeout_s:
                         continue
                     del running[pid]
+                    free_slots.append(slot)
                     if proc.exitcode is None:
                         _stop_job(proc)
                         on_result(JobRecord(job, ERROR, wall_seconds=elapsed,

@@ -74,6 +74,23 @@ class SACOptimizers(nnx.Module):
         )
 
 
+def resolve_device(name: str) -> jax.Device:
+    """cpu | cuda | auto → the JAX device SAC runs on (auto: the first GPU when JAX sees one).
+    Asking for cuda where JAX sees no GPU is an error, not a silent CPU run."""
+    if name == "cpu":
+        return jax.devices("cpu")[0]
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:  # no GPU backend in this jaxlib, or no device
+        gpus = []
+    if gpus:
+        return gpus[0]
+    if name == "cuda":
+        raise ValueError("device=cuda, but JAX sees no GPU (install the CUDA build: "
+                         "pip install 'rlbench[jax-cuda]', and check CUDA_VISIBLE_DEVICES)")
+    return jax.devices("cpu")[0]
+
+
 def _updates_due_from_first_step(transitions: int, learning_starts: int, utd_ratio: float) -> int:
     # FAULT sample-before-warmup: learning_starts is ignored, updates start at step 1.
     return math.floor(utd_ratio * transitions)
@@ -234,6 +251,21 @@ class SAC:
 
     def __init__(self, config: SACConfig) -> None:
         self.config = config
+        self.device = resolve_device(config.device)
+        # Built under the device, then committed to it (`_commit`): jitted calls follow
+        # committed inputs, so acting, updates and evaluation all run there.
+        with jax.default_device(self.device):
+            self._build(config)
+        self._commit()
+
+    def _commit(self) -> None:
+        put = partial(jax.device_put, device=self.device)
+        self.state, self.buffer_state = put(self.state), put(self.buffer_state)
+        self.act_key, self.update_key = put(self.act_key), put(self.update_key)
+        nnx.update((self.model, self.optimizers), self.state)
+        self.actor_leaves = jax.tree.leaves(nnx.state(self.model.actor))
+
+    def _build(self, config: SACConfig) -> None:
         self.faults = active_faults(config.faults)
         self.env = make(config.env_id, seed=config.seed)
         space = self.env.action_space
@@ -443,7 +475,7 @@ class SAC:
             self.env.close()
         return recorder.finish(
             self.env_steps, updates=self.updates, episodes=self.episode_stats.episodes,
-            device=str(jax.devices()[0]), buffer=self.buffer.stats(self.buffer_state),
+            device=str(self.device), buffer=self.buffer.stats(self.buffer_state),
         )
 
 
