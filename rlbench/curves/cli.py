@@ -5,25 +5,39 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
+from pathlib import Path
 
 # One single-threaded process per job; capped because every job holds a torch/JAX runtime
 # (~0.5 GB) in memory.
 DEFAULT_JOBS = max(1, min(os.cpu_count() or 1, 8))
 
-# Kept here (not imported from profiles) so `rlbench --help` does not import numpy/scipy;
-# tests/unit/test_curves_profiles.py checks it matches rlbench.curves.profiles.PROFILES.
-PROFILE_HELP = {
-    "quick": "every trainer on a short budget: the per-commit / `make run` job",
-    "full": "what a nightly server runs: 100k-step budgets, 10 seeds",
-    "smoke": "plumbing check: one tiny DQN entry, 2 seeds (about a minute)",
-}
+# The built-in profiles are TOML files next to rlbench.curves.profiles (their one source of
+# truth); only their descriptions are read here, with tomllib, so that `rlbench --help` does
+# not import numpy/scipy through the profiles module.
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+
+def profile_help() -> dict[str, str]:
+    """Built-in profile name → description, read from the TOML files."""
+    out = {}
+    for path in sorted(PROFILE_DIR.glob("*.toml")):
+        try:
+            out[path.stem] = str(tomllib.loads(path.read_text()).get("description", ""))
+        except (OSError, tomllib.TOMLDecodeError):
+            out[path.stem] = "(unreadable profile file)"
+    return out
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from rlbench.curves.nightly import nightly, write_reference
-    from rlbench.curves.profiles import get_profile
+    from rlbench.curves.profiles import check_configs, dumps_profile, get_profile
 
     profile = get_profile(args.profile)
+    if args.print_profile:
+        print(dumps_profile(profile), end="")
+        return 0
+    check_configs(profile)  # an unknown config field fails here, not after hours of training
     common = {"executor": args.executor, "jobs": args.jobs, "address": args.address,
               "resume": args.resume, "progress": not args.quiet}
     if args.write_reference:
@@ -32,7 +46,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         except RuntimeError as exc:  # reference jobs failed: nothing written
             print(f"rlbench: error: {exc}", file=sys.stderr)
             return 3
-    return nightly(profile, args.out, args.baseline, **common)
+    return nightly(profile, args.out, args.baseline or profile.baseline, **common)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,14 +59,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "with the reference curves, and write report.md, report.html, plots/*.png and "
             "verdict.json to --out. Exit status: 0 pass/improved, 1 anything regressed, "
             "3 a job crashed or the run was interrupted (reported as such, never as a "
-            "pass or a regression), 2 bad input (e.g. a missing or malformed baseline)."
+            "pass or a regression), 2 bad input (e.g. a missing or malformed baseline or "
+            "profile)."
         ),
     )
-    p.add_argument("--profile", choices=sorted(PROFILE_HELP), default="quick",
-                   help="; ".join(f"{k}: {v}" for k, v in PROFILE_HELP.items()))
+    builtins = profile_help()
+    p.add_argument("--profile", default="quick", metavar="NAME|FILE.toml",
+                   help="a built-in profile (" + "; ".join(f"{k}: {v}" for k, v in builtins.items())
+                        + f") or a TOML profile file naming any registered trainer (copy one "
+                          f"of {PROFILE_DIR}/*.toml; --print-profile shows one in full); "
+                          "default quick")
+    p.add_argument("--print-profile", action="store_true",
+                   help="print the profile as TOML (every field spelled out) and exit")
     p.add_argument("--out", default="runs/nightly", help="output folder (default runs/nightly)")
     p.add_argument("--baseline", metavar="PATH",
-                   help="reference curves JSON (default: the committed reference of the profile)")
+                   help="reference curves JSON (default: the profile's `baseline`, else the "
+                        "committed reference of the profile)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: process pool on this machine (default); ray: one Ray task "
                         "per job (pip install 'rlbench[dist]')")
