@@ -15,7 +15,8 @@ from rlbench.tables import text_table
 DEFAULT_EVAL_ENVS = ("CartPole-v1", "dmc:cartpole-swingup", "probe:5")
 SUBCOMMAND_MODULES = (
     "rlbench.faults.cli",  # `rlbench faults {list,verify,impact}`
-    "rlbench.curves.cli",  # `rlbench nightly --profile quick|full`
+    "rlbench.curves.cli",  # `rlbench nightly --profile quick|full|FILE.toml`
+    "rlbench.curves.ab",  # `rlbench compare RUN_DIR_A RUN_DIR_B`: A/B with the nightly rule
     "rlbench.mutate.cli",  # `rlbench mutate`: RL-aware mutation testing
 )
 
