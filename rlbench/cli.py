@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "rlbench.faults.cli",  # `rlbench faults {list,verify,impact}`
     "rlbench.curves.cli",  # `rlbench nightly --profile quick|full|FILE.toml`
     "rlbench.curves.ab",  # `rlbench compare RUN_DIR_A RUN_DIR_B`: A/B with the nightly rule
+    "rlbench.exports",  # `rlbench export RUN_DIR... --csv OUT.csv`: tidy learning curves
     "rlbench.mutate.cli",  # `rlbench mutate`: RL-aware mutation testing
 )
 
@@ -61,6 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from rlbench.api import get_spec, replace_config, train
     from rlbench.config import with_overrides
+    from rlbench.runs import tracking
 
     config = get_spec(args.algo).config()
     changes = {"seed": args.seed}
@@ -80,7 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
-    summary = train(args.algo, config, out_dir=out, progress=not args.quiet)
+    with tracking(*args.track):  # the trainer's RunRecorder feeds these trackers too
+        summary = train(args.algo, config, out_dir=out, progress=not args.quiet)
     print(json.dumps({k: summary.get(k) for k in
                       ("algo", "backend", "env", "seed", "steps", "final_eval_return", "sps",
                        "wall_seconds")} | {"out": out}, indent=2))
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     from rlbench.api import trainer_names
+    from rlbench.runs import TRACKERS
     from rlbench.trainers import TRAINERS
 
     names = trainer_names()  # built-ins and installed plugins (entry points, not imported)
@@ -132,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
                    help="override any config field, e.g. --set learning_rate=3e-4 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--track", action="append", choices=TRACKERS, default=[],
+                   help="also log to a tracker in the run folder (repeatable): tensorboard "
+                        "(event files in OUT/tensorboard with openrlbenchmark tags "
+                        "charts/episodic_return, charts/SPS, losses/..., eval/return; "
+                        "pip install 'rlbench[track]') or wandb (an offline run in OUT/wandb; "
+                        "needs wandb installed)")
     p.set_defaults(func=cmd_train)
 
     for module in SUBCOMMAND_MODULES:  # each adds its own subcommands with `add_parser(sub)`
