@@ -1,27 +1,25 @@
 """How much each fault hurts learning (`rlbench faults impact`).
 
 Each fault that lives in an algorithm's code path is switched on for a few seeds of a real
-training run (``rlbench train`` in a subprocess), and its final eval return is compared
-with clean runs of the same seeds: mean difference with a bootstrap 95% CI.
+training run (through the nightly's `LocalExecutor`: a fresh process per run), and its final
+eval return is compared with clean runs of the same seeds: mean difference with a bootstrap
+95% CI.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlbench.curves.executors import LocalExecutor
+from rlbench.curves.records import Job, JobRecord
 from rlbench.faults.catalogue import BY_ID, CATALOGUE, ENV_VAR, Fault, parse_faults
-from rlbench.processes import SINGLE_THREAD_ENV, parallel, run_group
 from rlbench.tables import text_table
 
 
@@ -135,41 +133,38 @@ def applicable_faults(algo: str, requested: str | Iterable[str] | None = None) -
     return [f for f in CATALOGUE if algo in f.algos and (ids is None or f.id in ids)]
 
 
-def _train_once(run: ImpactRun, variant: Variant, algo: str, steps: int, env_id: str | None,
-                sets: Sequence[str], timeout: float) -> ImpactRun:
-    """`rlbench train` in a fresh process: a fault that kills the trainer (or its child
-    processes) takes only this run down, and a hang ends at `timeout`."""
-    out = Path(run.out_dir)
-    (out / "summary.json").unlink(missing_ok=True)  # never read a previous study's verdict
-    cmd = [sys.executable, "-m", "rlbench.cli", "train", algo, "--steps", str(steps),
-           "--seed", str(run.seed), "--out", str(out), "--quiet"]
-    if env_id:
-        cmd += ["--env", env_id]
+def _job(run: ImpactRun, variant: Variant, algo: str, changes: dict[str, Any],
+         timeout: float) -> Job:
+    """The curves executor's job for one run: the study's typed config changes plus this
+    variant's fault."""
     if variant.fault:
-        cmd += ["--faults", variant.fault]
-    for kv in (*variant.setup, *sets):  # the user's --set wins over the catalogue's setup
-        cmd += ["--set", kv]
-    # One thread per run: parallelism comes from --jobs (the user's own settings win).
-    env = SINGLE_THREAD_ENV | {k: v for k, v in os.environ.items() if k != ENV_VAR}
-    start = time.perf_counter()
-    returncode, _, stderr = run_group(cmd, timeout, env=env)
-    run.seconds = time.perf_counter() - start
-    if returncode is None:
-        run.status, run.error = "timeout", f"no result after {timeout:.0f} s"
-        return run
-    summary_path = out / "summary.json"
-    if returncode == 0 and summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        value, run.env = summary.get("final_eval_return"), str(summary.get("env", ""))
-        if value is not None and np.isfinite(value):
-            run.status, run.final_eval_return = "ok", float(value)
-            return run
-        run.status, run.error = "crashed", f"final_eval_return is {value!r}"
-        return run
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    run.status = "crashed"
-    run.error = f"exit {returncode}: {lines[-1] if lines else 'no output'}"
-    return run
+        changes = changes | {"faults": (variant.fault,)}
+    return Job(variant.name, algo, run.seed, tuple(changes.items()), timeout)
+
+
+def _typed_changes(algo: str, steps: int, env_id: str | None,
+                   settings: Sequence[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` strings (the catalogue's setup, then the user's: the user's win)
+    parsed by the config's field types, plus budget and env: a bad setting is an error
+    here, before anything trains."""
+    from rlbench.config import with_overrides
+    from rlbench.trainers import config_class
+
+    pairs = dict(kv.split("=", 1) for kv in settings)
+    config = with_overrides(config_class(algo)(), pairs).replace(total_steps=steps)
+    if env_id:
+        config = config.replace(env_id=env_id)
+    return {name: getattr(config, name) for name in ("total_steps", "env_id", *pairs)}
+
+
+def _record_into(run: ImpactRun, record: JobRecord) -> None:
+    run.seconds = float(record.wall_seconds or 0.0)
+    if record.status == "ok":
+        run.status, run.final_eval_return = "ok", record.returns[-1]
+        return
+    error = record.error or "no result"
+    run.status = "timeout" if error.startswith("timed out") else "crashed"
+    run.error = error.strip().splitlines()[0]
 
 
 def summarise_impact(runs: Sequence[ImpactRun], variants: Sequence[Variant]) -> list[ImpactRow]:
@@ -274,33 +269,43 @@ def impact(
     if os.environ.get(ENV_VAR):
         raise ValueError(f"unset {ENV_VAR}: impact switches each fault on itself")
     variants = impact_variants(algo, faults)
+    changes = {v.name: _typed_changes(algo, steps, env_id, [*v.setup, *sets]) for v in variants}
     out = Path(out or f"runs/impact-{algo}")
-    plan = [(ImpactRun(v.name, s, out_dir=str(out / "runs" / v.name / f"s{s}")), v)
-            for v in variants for s in range(seeds)]
+    plan = [(ImpactRun(v.name, s), v) for v in variants for s in range(seeds)]
+    jobs_by_id = {}
+    for run, v in plan:
+        job = _job(run, v, algo, changes[v.name], timeout)
+        run.out_dir, run.env = str(out / "runs" / job.id), str(changes[v.name]["env_id"])
+        jobs_by_id[job.id] = (job, run)
     runs = [r for r, _ in plan]
     meta = {"algo": algo, "env": env_id, "steps": steps, "seeds": list(range(seeds)),
             "sets": list(sets), "variants": [asdict(v) for v in variants]}
-    lock = threading.Lock()  # runs finish on worker threads; one writer at a time
 
     def save(rows: list[ImpactRow] | None) -> None:
-        with lock:
-            atomic_write_json(out / "impact.json", {
-                **meta, "complete": rows is not None,
-                "rows": [asdict(r) for r in rows or []],
-                "runs": [asdict(r) for r in runs if r.status != "pending"],
-            })
+        atomic_write_json(out / "impact.json", {
+            **meta, "complete": rows is not None,
+            "rows": [asdict(r) for r in rows or []],
+            "runs": [asdict(r) for r in runs if r.status != "pending"],
+        })
 
-    calls = [lambda r=r, v=v: _train_once(r, v, algo, steps, env_id, sets, timeout)
-             for r, v in plan]
-    with closing(parallel(jobs, calls)) as finished:  # closing: cleanup even on Ctrl-C here
-        for done, r in enumerate(finished, 1):
-            value = f"{r.final_eval_return:.1f}" if r.status == "ok" else f"{r.status}: {r.error}"
-            log(f"[impact] {done}/{len(runs)} {r.variant} seed {r.seed}: {value} "
-                f"({r.seconds:.0f} s)")
-            save(None)
+    done = 0
+
+    def on_result(record: JobRecord) -> None:  # called in this thread as each job ends
+        nonlocal done
+        r = jobs_by_id[record.job.id][1]
+        _record_into(r, record)
+        done += 1
+        value = f"{r.final_eval_return:.1f}" if r.status == "ok" else f"{r.status}: {r.error}"
+        log(f"[impact] {done}/{len(runs)} {r.variant} seed {r.seed}: {value} ({r.seconds:.0f} s)")
+        save(None)
+
+    # The nightly's executor: one fresh process per run in its own process group (a fault
+    # that kills the trainer or its actors takes only that run down; a hang ends at
+    # `timeout`; Ctrl-C stops every run), one intra-op thread each.
+    LocalExecutor(jobs).run([job for job, _ in jobs_by_id.values()], out / "runs", on_result)
     rows = summarise_impact(runs, variants)
     save(rows)
-    env_used = env_id or next((r.env for r in runs if r.env), "its default env")
+    env_used = runs[0].env
     title = (f"{algo} on {env_used}: final eval return, fault − clean baseline\n"
              f"{seeds} seeds × {steps} steps; bar: mean Δ, whiskers: 95% bootstrap CI")
     plot_impact(rows, out / "impact.png", title)

@@ -127,7 +127,7 @@ def test_impact_rejects_bad_input(monkeypatch, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_impact_end_to_end_dqn_writes_results_and_reports_crashes(tmp_path: Path) -> None:
-    """Real `rlbench train` subprocesses (~1 min on a busy 2-core box, hence slow)."""
+    """Real training runs in the executor's processes (~1 min on a busy 2-core box, hence slow)."""
     tiny = ["learning_starts=100", "eval_episodes=2", "buffer_size=1000"]
     result = impact("dqn", 2, 400, "no-grad-clipping", tmp_path / "ok", jobs=2, sets=tiny,
                     log=lambda s: None)
@@ -135,9 +135,16 @@ def test_impact_end_to_end_dqn_writes_results_and_reports_crashes(tmp_path: Path
     assert rows["clean"].status == rows["no-grad-clipping"].status == "ok"
     assert rows["no-grad-clipping"].verdict == "too few seeds" and rows["clean"].returns
     assert (tmp_path / "ok" / "impact.png").is_file()
-    assert (tmp_path / "ok" / "runs" / "no-grad-clipping" / "s1" / "summary.json").is_file()
-    # A run that dies (here: a config the trainer rejects) is "crashed", with its error.
-    bad = impact("dqn", 2, 400, "no-grad-clipping", tmp_path / "bad", jobs=2,
-                 sets=[*tiny, "batch_size=0"], log=lambda s: None)
+    assert (tmp_path / "ok" / "runs" / "no-grad-clipping-s1" / "summary.json").is_file()
+    # A run that dies (here: its env's reward turns NaN and the replay buffer refuses it)
+    # is "crashed", with its error.
+    bad = impact("dqn", 2, 400, "no-grad-clipping", tmp_path / "bad", jobs=2, sets=tiny,
+                 env_id="tests.nan_env:NaNRewardCartPole-v0", log=lambda s: None)
     assert [r.status for r in bad["rows"]] == ["crashed", "crashed"]
-    assert "batch_size" in bad["rows"][0].note
+    assert "reward" in bad["rows"][0].note
+
+
+def test_impact_rejects_a_bad_setting_before_anything_trains(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        impact("dqn", 2, 400, "no-grad-clipping", tmp_path, sets=["batch_size=0"])
+    assert not tmp_path.joinpath("runs").exists()
