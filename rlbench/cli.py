@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "rlbench.curves.ab",  # `rlbench compare RUN_DIR_A RUN_DIR_B`: A/B with the nightly rule
     "rlbench.exports",  # `rlbench export RUN_DIR... --csv OUT.csv`: tidy learning curves
     "rlbench.mutate.cli",  # `rlbench mutate`: RL-aware mutation testing
+    "rlbench.check.cli",  # `rlbench check ALGO`: the check battery on any trainer
 )
 
 

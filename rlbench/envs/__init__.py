@@ -4,7 +4,9 @@ Id families:
   * any gymnasium id, e.g. ``CartPole-v1``, ``Pendulum-v1``
   * ``dmc:<domain>-<task>``, e.g. ``dmc:cartpole-swingup`` (dm_control, flat float32 obs,
     actions in [-1, 1], time limit reported as ``truncated``)
-  * ``probe:<n>`` (discrete actions) and ``probe:<n>-continuous`` for n in 1..5
+  * ``probe:<n>`` (discrete actions) and ``probe:<n>-continuous`` for n in 1..5, and
+    rlbench's own probes ``probe:timelimit``, ``probe:timelimit-choice``,
+    ``probe:timelimit-eval``, ``probe:nan-reward`` (each also ``-continuous``)
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from rlbench.envs.probes import PROBES, make_probe
 FAMILIES = {
     "gymnasium": "any registered gymnasium id, e.g. CartPole-v1, Pendulum-v1",
     "dmc": "dmc:<domain>-<task>, e.g. dmc:cartpole-swingup (needs rlbench[dmc])",
-    "probe": "probe:1 .. probe:5 and probe:timelimit (discrete), probe:<n>-continuous",
+    "probe": "probe:1 .. probe:5, probe:timelimit, probe:timelimit-choice, probe:timelimit-eval, "
+             "probe:nan-reward (discrete); add -continuous for a Box action",
 }
 
 

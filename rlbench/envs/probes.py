@@ -6,8 +6,15 @@ learning test checks numbers rather than "it ran". Every probe exists in two var
 action. Observations are always ``Box(-1, 1, (1,), float32)``. The optimal values below
 assume a discount ``gamma``; one-step episodes do not depend on it.
 
-A sixth probe, ``probe:timelimit`` (and ``probe:timelimit-continuous``), is rlbench's own: it
-separates bootstrapping through a time-limit truncation from stopping at it.
+rlbench adds its own probes (each also with a ``-continuous`` variant), used by
+``rlbench check``:
+
+* ``probe:timelimit`` — the value of bootstrapping through a time-limit truncation;
+* ``probe:timelimit-choice`` — the same piece seen in the greedy action: bootstrapping
+  through the truncation makes one action better, storing it as terminal the other;
+* ``probe:timelimit-eval`` — every episode is cut at a known step with a known return
+  (the evaluation protocol must end episodes there);
+* ``probe:nan-reward`` — the reward turns NaN after a few steps (a trainer must refuse it).
 """
 
 from __future__ import annotations
@@ -176,6 +183,100 @@ class TimeLimitBootstrap(_Probe):
         return self._o(0.0), 1.0, False, self._t >= self.time_limit, {}
 
 
+class TimeLimitChoice(_Probe):
+    """Probe "timelimit-choice" — bootstrapping through a truncation changes the greedy action.
+
+    Episodes start at observation 0 or 1 with probability 1/2 each.
+    * From obs 1 every action gives reward +1 and terminates: V(1) = 1.
+    * From obs 0, action "cut" moves to obs 1 with reward 0, and the time limit cuts the
+      episode right there (``truncated=True, terminated=False``); action "stop" gives
+      reward 0.5 and terminates.
+    The time is not in the observation, so the cut is not part of the MDP and obs 1 keeps
+    its value V(1) = 1 behind it.
+
+    Discrete (2 actions; "cut" is action 0, "stop" is action 1):
+      Q(0, 0) = gamma · V(1) = gamma, Q(0, 1) = 0.5, Q(1, ·) = 1;
+      greedy action 0 whenever gamma > 0.5 (0.9 vs 0.5 at gamma 0.9).
+    Continuous (a in [-1, 1]): "cut" happens with probability (1 - a) / 2, "stop" otherwise,
+      so Q(0, a) = gamma · (1 - a) / 2 + 0.5 · (1 + a) / 2, linear in a; greedy a = -1
+      whenever gamma > 0.5; Q(1, ·) = 1.
+    An agent that stores or treats the truncation as terminal learns Q(0, cut) = 0, so it
+    picks "stop" (action 1 / a = +1) at every gamma: Q(0, a) = (1 + a) / 4.
+    The time-limited return favours "stop", which is why the check reads the greedy action
+    and values, not the evaluation return.
+    """
+
+    summary = "cut by a time limit into a state worth 1, or stop with 0.5: bootstrapping picks the cut"
+    n_discrete_actions = 2
+    stop_reward: ClassVar[float] = 0.5
+
+    def _first_obs(self) -> float:
+        return float(self.np_random.integers(2))
+
+    def _cuts(self, action: Any) -> bool:
+        a = self._action_value(action)
+        if not self.continuous:
+            return a == 0
+        return bool(self.np_random.random() < (1.0 - a) / 2.0)
+
+    def step(self, action):
+        if self._obs == 1.0:
+            self._action_value(action)
+            return self._o(0.0), 1.0, True, False, {}
+        if self._cuts(action):
+            self._obs = 1.0
+            return self._o(1.0), 0.0, False, True, {}
+        return self._o(0.0), self.stop_reward, True, False, {}
+
+
+class TimeLimitEval(_Probe):
+    """Probe "timelimit-eval" — reward +1 every step whatever the action; the time limit
+    truncates every episode at step `time_limit` (10). The task itself would run on: an
+    env stepped past its time limit keeps paying +1 and terminates at step 2 · `time_limit`
+    (as a time-limited CartPole keeps going until the pole falls).
+
+    Tests the evaluation protocol, not learning: every evaluation episode of any policy
+    must complete with length 10 and return 10. An evaluator that ignores truncation runs
+    on to the termination: length and return 20.
+    """
+
+    summary = "reward +1 per step, truncated at step 10 (terminates at 20 if run past it)"
+
+    def __init__(self, continuous: bool = False, time_limit: int = 10) -> None:
+        super().__init__(continuous)
+        if time_limit < 1:
+            raise ValueError(f"time_limit must be >= 1, got {time_limit}")
+        self.time_limit = time_limit
+
+    def step(self, action):
+        self._action_value(action)
+        self._t += 1
+        terminated = self._t >= 2 * self.time_limit
+        return self._o(0.0), 1.0, terminated, not terminated and self._t >= self.time_limit, {}
+
+
+class NaNReward(_Probe):
+    """Probe "nan-reward" — probe 1 (observation 0, one step, reward +1) until the env
+    instance has taken `nan_after` (20) steps; from then on the reward is NaN.
+
+    Tests that a trainer refuses non-finite rewards with a clear error instead of training
+    on them silently (a NaN in the TD target spreads through every weight in a few updates).
+    """
+
+    summary = "probe 1 whose reward turns NaN after 20 steps: training must stop with an error"
+
+    def __init__(self, continuous: bool = False, nan_after: int = 20) -> None:
+        super().__init__(continuous)
+        self.nan_after = nan_after
+        self._steps = 0
+
+    def step(self, action):
+        self._action_value(action)
+        self._steps += 1
+        reward = float("nan") if self._steps > self.nan_after else 1.0
+        return self._o(0.0), reward, True, False, {}
+
+
 _BY_NUMBER: dict[str, type[_Probe]] = {
     "1": ConstantReward,
     "2": ObsDependentReward,
@@ -188,11 +289,17 @@ PROBES: dict[str, type[_Probe]] = {
     **{f"{n}-continuous": cls for n, cls in _BY_NUMBER.items()},
     "timelimit": TimeLimitBootstrap,
     "timelimit-continuous": TimeLimitBootstrap,
+    "timelimit-choice": TimeLimitChoice,
+    "timelimit-choice-continuous": TimeLimitChoice,
+    "timelimit-eval": TimeLimitEval,
+    "timelimit-eval-continuous": TimeLimitEval,
+    "nan-reward": NaNReward,
+    "nan-reward-continuous": NaNReward,
 }
 
 
 def make_probe(name: str, **kwargs: Any) -> _Probe:
-    """`name` is "<n>", "<n>-continuous", "timelimit" or "timelimit-continuous"; raises
-    KeyError for anything else."""
+    """`name` is a key of `PROBES` ("<n>", "timelimit", ... and each "-continuous"
+    variant); raises KeyError for anything else."""
     cls = PROBES[name]
     return cls(continuous=name.endswith("-continuous"), **kwargs)
