@@ -1,4 +1,4 @@
-"""DQN/IQN with N actor processes and one learner process (``--actors N``).
+"""DQN/IQN with N actor processes and one learner process (``--actors N``), resumable.
 
     actor 0..N-1 ──transitions (+ policy version)──▶ SharedReplayBuffer ──batches──▶ learner
         ▲                                                                              │
@@ -24,19 +24,31 @@
   transition lands in the buffer ("at write", at the end of its block) is reported too; it
   adds the updates made while the actor stepped the env, which depends on scheduling and has
   no hard bound.
+* **Resumable (`ActorLearnerTrainer`, the `rlbench.api` protocol).** The processes live
+  across `advance` calls. The parent holds a shared step *allowance*; `advance(n)` raises it
+  by n. Actors claim blocks only up to the allowance (a block that would cross it is cut
+  short, so the buffer's writes never exceed the allowance: overshoot 0) and wait there;
+  the learner updates up to `updates_due(allowance)`, publishes the weights and epsilon at
+  the allowance, marks it *completed* and waits. `advance` returns once the allowance is
+  completed, so between calls nothing runs and `policy()`/`values()`/`evaluate()` see the
+  weights at exactly `env_steps`. `train` is that trainer advanced in `eval_interval`
+  slices with an evaluation after each, then `finish()` (children return their statistics).
 * **Failures.** Any child exception reaches the parent as `ChildProcessFailed` with the
   child's traceback (`multiproc.ProcessGroup`); Ctrl-C / SIGTERM / errors stop every child;
-  the shared segments are unlinked on every exit path, and as soon as every child has
-  attached (the memory lives on until the last process exits), so even SIGKILL leaks none.
+  the shared segments are unlinked on every exit path (`close()`, an exception or Ctrl-C in
+  `advance`, garbage collection, interpreter exit), and as soon as every child has attached
+  (the memory lives on until the last process exits), so even SIGKILL leaks none.
 * Actors act on the CPU (one observation at a time); the learner uses `config.device`.
   Runs are seeded but, being asynchronous, not bit-for-bit reproducible.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +62,10 @@ from rlbench.config import QLearningConfig
 from rlbench.envs import make
 from rlbench.faults import active_faults
 from rlbench.runs import EpisodeStats, Progress, RunRecorder
-from rlbench.trainers.multiproc import ProcessGroup, WeightChannel, Worker
+from rlbench.trainers.multiproc import ChildProcessFailed, ProcessGroup, WeightChannel, Worker
 from rlbench.trainers.q_learning import (
     PendingTransitions,
+    QAgent,
     algo_of,
     evaluate_agent,
     make_agent,
@@ -60,6 +73,7 @@ from rlbench.trainers.q_learning import (
     resolve_device,
     updates_due,
 )
+from rlbench.types import EvalResult
 
 ACTOR_SEED_STRIDE = 1_000  # actor i's env and RNG seeds: seed + (i + 1) * stride
 # A waiting process sleeps instead of spinning, backing off from 50 us to 2 ms: on a small
@@ -108,26 +122,41 @@ class Backoff:
 class Counters:
     """Process-shared counters (multiprocessing Values, passed to children at spawn)."""
 
-    claimed: Any  # env steps claimed by actors (increments under its lock): stops them at total_steps
+    claimed: Any  # env steps claimed by actors (increments under its lock), <= allowance
     learner_updates: Any  # the learner's update count (single writer, lock-free reads)
-    learner_finished: Any  # Event: the final weights and epsilon are published
+    learner_finished: Any  # Event: the run is over, its final weights and epsilon are published
+    allowance: Any = None  # env steps actors may claim, raised by the parent (lock-free);
+    # None (an actor run in-process, without a parent): the fixed budget config.total_steps
+    completed: Any = None  # by the learner: the first `completed` steps are written, their
+    # updates made and the resulting weights published (single writer, lock-free reads)
+
+    @classmethod
+    def create(cls, ctx: Any) -> Counters:
+        """Fresh counters from the multiprocessing context `ctx` (allowance 0)."""
+        return cls(ctx.Value("q", 0), ctx.Value("q", 0, lock=False), ctx.Event(),
+                   ctx.Value("q", 0, lock=False), ctx.Value("q", 0, lock=False))
 
 
 # ---------------------------------------------------------------------------------------
 # Learner
 # ---------------------------------------------------------------------------------------
 class Learner:
-    """Samples the shared buffer, updates the agent on schedule, publishes weights."""
+    """Samples the shared buffer, updates the agent on schedule, publishes weights; marks
+    each allowance completed and waits for the next, until the run is finished."""
 
     def __init__(self, config: QLearningConfig, buffer: SharedReplayBuffer,
-                 channel: WeightChannel, counters: Counters, worker: Worker) -> None:
+                 channel: WeightChannel, counters: Counters, worker: Worker,
+                 agent_cls: type[QAgent] | None = None) -> None:
         self.config, self.buffer, self.channel = config, buffer, channel
         self.counters, self.worker = counters, worker
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.agent = make_agent(config, make(config.env_id), resolve_device(config.device))
+        env = make(config.env_id)
+        try:
+            self.agent = make_agent(config, env, resolve_device(config.device), agent_cls)
+        finally:
+            env.close()
         self.epsilon = make_epsilon_schedule(config)
-        self.total_updates = updates_due(config.total_steps, config)
         # Env steps between two publications at the scheduled ratio; also the period of the
         # epsilon-only republication while the learner waits.
         self.publish_every_steps = max(
@@ -148,18 +177,25 @@ class Learner:
         self.published_at, self.digest = steps, weights_digest(arrays)
 
     def run(self) -> dict[str, Any]:
-        c = self.config
+        c, counters = self.config, self.counters
         self.publish(0)
         info: dict[str, float] = {}
         age_sum, age_n, wait_s, next_log = 0.0, 0, 0.0, c.log_interval
         t0 = time.perf_counter()
         backoff = Backoff()
-        while self.agent.updates < self.total_updates:
-            if self.worker.should_stop():
-                break
+        while not self.worker.should_stop():
+            # The allowance is read before the writes: actors never write past it, so
+            # `steps >= allowance` below means every step of that allowance is written.
+            allowance = counters.allowance.value
             steps = self.buffer.total_writes
-            if self.agent.updates >= updates_due(steps, c):  # ahead of schedule: wait for actors
-                if steps - self.published_at >= self.publish_every_steps:
+            if self.agent.updates >= updates_due(steps, c):  # caught up: wait for actors
+                if steps >= allowance and counters.completed.value < steps:
+                    self.publish(steps)  # the weights and epsilon at the allowance
+                    counters.completed.value = steps
+                    self.worker.send("completed", steps)  # wakes the parent's poll at once
+                elif counters.learner_finished.is_set():
+                    break  # set by the parent once the final allowance is completed
+                elif steps - self.published_at >= self.publish_every_steps:
                     self.publish(steps)  # same weights, current epsilon
                 wait_s += backoff.wait()
                 continue
@@ -176,9 +212,6 @@ class Learner:
                 next_log += c.log_interval
                 self.worker.send("train", {"step": steps, "updates": self.training_step,
                                            "epsilon": self.published_epsilon, **info})
-        if not self.worker.should_stop():
-            self.publish(self.buffer.total_writes)  # the final weights and epsilon
-            self.counters.learner_finished.set()
         return {
             "updates": self.agent.updates,
             "training_step": self.training_step,
@@ -194,9 +227,10 @@ class Learner:
 
 
 def _learner_main(worker: Worker, config: QLearningConfig, buffer: SharedReplayBuffer,
-                  channel: WeightChannel, counters: Counters) -> dict[str, Any]:
+                  channel: WeightChannel, counters: Counters,
+                  agent_cls: type[QAgent] | None) -> dict[str, Any]:
     try:
-        return Learner(config, buffer, channel, counters, worker).run()
+        return Learner(config, buffer, channel, counters, worker, agent_cls).run()
     finally:
         buffer.close()
         channel.close()
@@ -235,14 +269,22 @@ class Actor:
     """Steps one env with the latest published policy; writes versioned transitions."""
 
     def __init__(self, config: QLearningConfig, index: int, buffer: SharedReplayBuffer,
-                 channel: WeightChannel, counters: Counters, worker: Worker) -> None:
+                 channel: WeightChannel, counters: Counters, worker: Worker,
+                 agent_cls: type[QAgent] | None = None) -> None:
         self.config, self.index, self.buffer, self.channel = config, index, buffer, channel
         self.counters, self.worker = counters, worker
+        # Without a parent's allowance the budget is fixed: config.total_steps.
+        self.allowance = (counters.allowance if counters.allowance is not None
+                          else ctypes.c_int64(config.total_steps))
         seed = config.seed + (index + 1) * ACTOR_SEED_STRIDE
         torch.manual_seed(seed)  # IQN samples quantile fractions when acting
         self.rng = np.random.default_rng(seed)
         self.env = make(config.env_id, seed=seed)
-        self.agent = make_agent(config, self.env, torch.device("cpu"))
+        try:
+            self.agent = make_agent(config, self.env, torch.device("cpu"), agent_cls)
+        except BaseException:
+            self.env.close()
+            raise
         self._incoming = _numpy_weights(self.agent)  # reused receive buffers
         self.seq, self.version, self.epsilon = -1, -1, config.epsilon_start
         faults = active_faults(config.faults)
@@ -251,7 +293,6 @@ class Actor:
         self.refresh = self._load_first_only if "stale-actor-weights" in faults else self._load_latest
         # FAULT epsilon-not-published: the weights arrive, their epsilon is dropped.
         self._take_epsilon = self._keep_epsilon if "epsilon-not-published" in faults else self._set_epsilon
-        self.total_updates = updates_due(config.total_steps, config)
         # Actors pause while the learner is more than this many updates behind schedule.
         self.max_ahead = max(config.publish_interval, config.gradient_steps)
         self.block = actor_block(config, self.max_ahead)
@@ -279,15 +320,22 @@ class Actor:
 
     # -- stepping ----------------------------------------------------------------------
     def _claim_block(self) -> tuple[int, int]:
-        """Claim the next block of up to `self.block` global env steps: (first step, count);
-        count 0 when training is over. Waits while that block would put the learner too far
-        behind its schedule; the actor holds no unwritten steps here (`run` writes every block
-        as soon as it has been stepped), so the learner is never waiting on this actor."""
+        """Claim the next block of up to `self.block` global env steps, cut short at the
+        allowance: (first step, count); count 0 when the run is over. Waits while the
+        allowance is used up, and while the block would put the learner too far behind its
+        schedule; the actor holds no unwritten steps here (`run` writes every block as soon as
+        it has been stepped), so neither the learner nor the parent waits on this actor."""
         claimed, c = self.counters.claimed, self.config
         while not self.worker.should_stop():
-            # An unlocked read is enough to decide whether to wait; the claim itself is locked.
-            seen = claimed.get_obj().value
-            ahead = updates_due(min(seen + self.block, c.total_steps), c) - (
+            # Unlocked reads are enough to decide whether to wait; the claim itself is locked.
+            seen, limit = claimed.get_obj().value, self.allowance.value
+            if seen >= limit:  # allowance used up: wait for `advance`, or the end of the run
+                if self.counters.learner_finished.is_set():
+                    return seen + 1, 0
+                self.backoff.wait()
+                continue
+            # A cut-short block is shorter, so `actor_block`'s bound still rules out deadlock.
+            ahead = updates_due(min(seen + self.block, limit), c) - (
                 self.counters.learner_updates.value)
             if ahead > self.max_ahead:
                 self.backoff.wait()
@@ -295,11 +343,10 @@ class Actor:
             self.backoff.reset()
             with claimed.get_lock():
                 first = claimed.value + 1
-                n = min(self.block, c.total_steps - claimed.value)
-                if n <= 0:
-                    return first, 0
-                claimed.value += n
-                return first, n
+                n = min(self.block, limit - claimed.value)  # the allowance only grows
+                if n > 0:
+                    claimed.value += n
+                    return first, n
         return 0, 0
 
     def flush(self) -> None:
@@ -339,7 +386,7 @@ class Actor:
                                                  "actor": self.index, "epsilon": self.epsilon})
                     obs, _ = self.env.reset()
             self.flush()
-        # Training is over: hold the learner's final publication, as a live actor would.
+        # The run is over: hold the learner's final publication, as a live actor would.
         while not self.counters.learner_finished.is_set() and not self.worker.should_stop():
             self.backoff.wait()
         self.refresh()
@@ -354,9 +401,9 @@ class Actor:
 
 def _actor_main(worker: Worker, config: QLearningConfig, index: int,
                 buffer: SharedReplayBuffer, channel: WeightChannel,
-                counters: Counters) -> dict[str, Any]:
+                counters: Counters, agent_cls: type[QAgent] | None) -> dict[str, Any]:
     try:
-        actor = Actor(config, index, buffer, channel, counters, worker)
+        actor = Actor(config, index, buffer, channel, counters, worker, agent_cls)
         try:
             return actor.run()
         finally:
@@ -369,103 +416,210 @@ def _actor_main(worker: Worker, config: QLearningConfig, index: int,
 # ---------------------------------------------------------------------------------------
 # Parent
 # ---------------------------------------------------------------------------------------
-def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: bool = True
-          ) -> dict[str, Any]:
-    """Actor/learner training of `config` with `config.actors` actors; returns the summary
-    (also written to `out_dir/summary.json`). Raises `ChildProcessFailed` if a child fails."""
-    if config.actors < 1:
-        raise ValueError(f"actor/learner training needs actors >= 1, got {config.actors}")
-    # Resolve RLBENCH_FAULTS here so every child runs with exactly the parent's faults.
-    config = config.replace(faults=tuple(sorted(active_faults(config.faults))))
-    algo = algo_of(config)
-    torch.manual_seed(config.seed)
-    if torch.get_num_threads() != config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
-    env = make(config.env_id)
-    eval_agent = make_agent(config, env, torch.device("cpu"))  # evaluates published weights
-    obs_shape = eval_agent.obs_shape
-    env.close()
+class ActorLearnerTrainer:
+    """One actor/learner run, resumable: the `rlbench.api` trainer protocol, with `values`.
 
-    recorder = RunRecorder(out_dir, algo, "torch", config)
-    bar = Progress(config.total_steps, f"{algo} x{config.actors}", enabled=progress)
-    episodes = EpisodeStats(window=20)
-    try:
+    The learner and `config.actors` actors start here and live until `finish()`/`close()`.
+    `advance(n)` raises the shared allowance by n and returns once those steps are written,
+    their scheduled updates made and the weights published; a child failure raises
+    `ChildProcessFailed` (its traceback included), and that, Ctrl-C or any other exception
+    in `advance` closes the trainer. `policy()`, `values()` and `evaluate()` use the
+    latest published weights (what the actors act with), loaded into a local CPU agent.
+    `close()` stops the children and frees the shared memory; it also runs at garbage
+    collection and at interpreter exit if nobody called it.
+    """
+
+    def __init__(self, config: QLearningConfig, out_dir: str | Path | None = None,
+                 progress: bool = False, agent_cls: type[QAgent] | None = None) -> None:
+        if config.actors < 1:
+            raise ValueError(f"actor/learner training needs actors >= 1, got {config.actors}")
+        # Resolve RLBENCH_FAULTS here so every child runs with exactly the parent's faults.
+        config = config.replace(faults=tuple(sorted(active_faults(config.faults))))
+        self.config, self.algo = config, algo_of(config)
+        torch.manual_seed(config.seed)
+        if torch.get_num_threads() != config.torch_threads:
+            torch.set_num_threads(config.torch_threads)
+        env = make(config.env_id)
+        try:  # the local agent: policy(), values() and evaluation of the published weights
+            self.agent = make_agent(config, env, torch.device("cpu"), agent_cls)
+        finally:
+            env.close()
+        self.env_steps = 0
+        self.epsilon = make_epsilon_schedule(config)
+        self.episodes = EpisodeStats(window=20)
+        self.info: dict[str, float] = {}  # the learner's latest train metrics
+        self._loaded_seq = -1  # the channel publication loaded into self.agent
+        self._unlinked = self._finishing = False
+        self._first_step_at: float | None = None  # start-up excluded from `sps_stepping`
+        self._completed_at: float | None = None
         with ExitStack() as stack:
-            group = stack.enter_context(ProcessGroup(torch_threads=config.torch_threads))
-            # Entered after the group, so they are unlinked after every child has stopped.
-            buffer = SharedReplayBuffer(config.buffer_size, obs_shape, faults=config.faults,
-                                        ctx=group.ctx)
-            stack.callback(buffer.close)
-            channel = WeightChannel(_numpy_weights(eval_agent), ctx=group.ctx)
-            stack.callback(channel.close)
-            stack.callback(group.stop)
-            counters = Counters(group.ctx.Value("q", 0), group.ctx.Value("q", 0, lock=False),
-                                group.ctx.Event())
-
-            group.spawn("learner", _learner_main, config, buffer, channel, counters)
+            self.recorder = RunRecorder(out_dir, self.algo, "torch", config)
+            stack.callback(self.recorder.close)
+            self.bar = Progress(config.total_steps, f"{self.algo} x{config.actors}",
+                                enabled=progress)
+            self.group = stack.enter_context(ProcessGroup(torch_threads=config.torch_threads))
+            # Registered after the group, so they are unlinked after every child has stopped.
+            self.buffer = SharedReplayBuffer(config.buffer_size, self.agent.obs_shape,
+                                             faults=config.faults, ctx=self.group.ctx)
+            stack.callback(self.buffer.close)
+            self.channel = WeightChannel(_numpy_weights(self.agent), ctx=self.group.ctx)
+            stack.callback(self.channel.close)
+            stack.callback(self.group.stop)
+            self.counters = Counters.create(self.group.ctx)
+            shared = (self.buffer, self.channel, self.counters, agent_cls)
+            self.group.spawn("learner", _learner_main, config, *shared)
             for i in range(config.actors):
-                group.spawn(f"actor-{i}", _actor_main, config, i, buffer, channel, counters)
+                self.group.spawn(f"actor-{i}", _actor_main, config, i, *shared)
+            # The finalizer holds the resources, never `self`: it runs on close(), when the
+            # trainer is garbage collected, or at interpreter exit, whichever comes first.
+            self._release = weakref.finalize(self, stack.pop_all().close)
 
-            next_eval = config.eval_interval
-            first_step_at = None  # start-up of the children excluded from `sps_stepping`
-            unlinked = False
-            while group.running:
-                messages = group.poll(POLL_S)
-                if not unlinked and group.all_started:
-                    # Everyone is attached: drop the names now, so that not even a SIGKILL
-                    # of the whole process group can leave a segment in /dev/shm.
-                    buffer.unlink()
-                    channel.unlink()
-                    unlinked = True
-                for _, kind, payload in messages:
-                    if kind == "episode":
-                        episodes.finished(payload["ret"])
-                        recorder.log(payload.pop("step"), kind="episode", **payload)
-                    elif kind == "train":
-                        recorder.log(payload.pop("step"), kind="train", **payload)
-                steps = buffer.total_writes
-                if first_step_at is None and steps:
-                    first_step_at = time.perf_counter()
-                if steps >= next_eval and steps < config.total_steps:
-                    next_eval += config.eval_interval
-                    recorder.record_eval(steps, _evaluate_published(eval_agent, channel, config))
-                bar.update(steps, eps=channel.epsilon,
-                           ret=episodes.recent_mean(),
-                           eval=recorder.eval_history[-1]["return_mean"]
-                           if recorder.eval_history else float("nan"))
-            stepping_s = time.perf_counter() - (first_step_at or time.perf_counter())
-            recorder.record_eval(config.total_steps,
-                                 _evaluate_published(eval_agent, channel, config))
-            buffer_stats = buffer.stats()
-    except BaseException:
-        recorder.close()
-        raise
-    bar.update(config.total_steps, force=True, ret=episodes.recent_mean(),
-               eval=recorder.eval_history[-1]["return_mean"])
-    learner = group.results["learner"]
-    actors = [group.results[f"actor-{i}"] for i in range(config.actors)]
-    act_steps = sum(a["steps"] for a in actors)
-    return recorder.finish(
-        config.total_steps,
-        updates=learner["updates"],
-        episodes=episodes.episodes,
-        device=str(resolve_device(config.device)),
-        buffer=buffer_stats,
-        final_epsilon=learner["epsilon"],
-        sps_stepping=config.total_steps / stepping_s if stepping_s > 0 else None,
-        actors=config.actors,
-        publish_interval=config.publish_interval,
-        policy_lag_mean=sum(a["lag_sum"] for a in actors) / max(act_steps, 1),
-        policy_lag_max=max(a["lag_max"] for a in actors),
-        policy_lag_at_write_mean=sum(a["write_lag_sum"] for a in actors) / max(act_steps, 1),
-        policy_lag_at_write_max=max(a["write_lag_max"] for a in actors),
-        learner=learner,
-        actor_results=actors,
-    )
+    # -- the rlbench.api protocol ----------------------------------------------------------
+    def advance(self, steps: int) -> None:
+        """Train `steps` more env steps (summed over actors); return once they are written,
+        their updates made and the weights published."""
+        if steps < 0:
+            raise ValueError(f"advance: steps must be >= 0, got {steps}")
+        self._check_open("advance")
+        target = self.env_steps + steps
+        try:
+            self.counters.allowance.value = target
+            while self.counters.completed.value < target:
+                self._pump()
+                if self.group.results:  # a child that returns by itself never completes it
+                    name = next(iter(self.group.results))
+                    raise ChildProcessFailed(name, "returned before the run was finished")
+        except BaseException:
+            self.close()
+            raise
+        self.env_steps = target
+        self._completed_at = time.perf_counter()
+
+    def policy(self) -> Callable[[np.ndarray], int]:
+        """The greedy policy of the latest published weights (a local copy, refreshed by
+        every `policy()`, `values()` and `evaluate()`)."""
+        return self._published_agent().greedy_action
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """Q(obs, a) for every action under the latest published weights, shape [n_actions]."""
+        return self._published_agent().q_values(np.asarray(obs)[None])[0]
+
+    def metrics(self) -> dict[str, float]:
+        out = {k: float(v) for k, v in self.info.items()}
+        out |= {"updates": float(self.counters.learner_updates.value),
+                "episodes": float(self.episodes.episodes),
+                "epsilon": float(self.epsilon(self.env_steps))}  # what the learner published
+        if self.episodes.recent:
+            out["episode_return"] = self.episodes.recent_mean()
+        if self.recorder.eval_history:
+            out["eval_return"] = self.recorder.eval_history[-1]["return_mean"]
+        return out
+
+    def close(self) -> None:
+        """Stop the children and free the shared memory. Idempotent."""
+        self._release()
+
+    # -- the full run ----------------------------------------------------------------------
+    def evaluate(self) -> EvalResult:
+        """Evaluate the latest published weights greedily; record it at `env_steps`."""
+        result = evaluate_agent(self._published_agent(), self.config)
+        self.recorder.record_eval(self.env_steps, result)
+        return result
+
+    def finish(self) -> dict[str, Any]:
+        """End the run: the children return their statistics, the trainer closes, and the
+        run record is written; returns the summary."""
+        self._check_open("finish")
+        self._published_agent()  # policy() and values() keep working after the close
+        self._finishing = True
+        try:
+            self.counters.learner_finished.set()  # the allowance is completed: final weights
+            while self.group.running:
+                self._pump()
+            buffer_stats = self.buffer.stats()
+        finally:
+            self.close()
+        c, steps, learner = self.config, self.env_steps, self.group.results["learner"]
+        actors = [self.group.results[f"actor-{i}"] for i in range(c.actors)]
+        act_steps = sum(a["steps"] for a in actors)
+        stepping_s = ((self._completed_at or 0.0) - self._first_step_at
+                      if self._first_step_at is not None else 0.0)
+        self.bar.update(steps, force=True, ret=self.episodes.recent_mean(),
+                        eval=self._last_eval())
+        return self.recorder.finish(
+            steps,
+            updates=learner["updates"],
+            episodes=self.episodes.episodes,
+            device=str(resolve_device(c.device)),
+            buffer=buffer_stats,
+            final_epsilon=learner["epsilon"],
+            sps_stepping=steps / stepping_s if stepping_s > 0 else None,
+            actors=c.actors,
+            publish_interval=c.publish_interval,
+            policy_lag_mean=sum(a["lag_sum"] for a in actors) / max(act_steps, 1),
+            policy_lag_max=max(a["lag_max"] for a in actors),
+            policy_lag_at_write_mean=sum(a["write_lag_sum"] for a in actors) / max(act_steps, 1),
+            policy_lag_at_write_max=max(a["write_lag_max"] for a in actors),
+            learner=learner,
+            actor_results=actors,
+        )
+
+    # -- internals -------------------------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        if not self._release.alive:
+            raise RuntimeError(f"{what}: the actor/learner trainer is closed")
+        if self._finishing:
+            raise RuntimeError(f"{what}: the actor/learner run is finished")
+
+    def _published_agent(self) -> QAgent:
+        """The local agent, holding the latest publication while the trainer is open."""
+        if self._release.alive and self.channel.seq != self._loaded_seq:
+            arrays, self._loaded_seq, _, _ = self.channel.read()
+            self.agent.load_weights({k: torch.from_numpy(v) for k, v in arrays.items()})
+        return self.agent
+
+    def _last_eval(self) -> float:
+        history = self.recorder.eval_history
+        return history[-1]["return_mean"] if history else float("nan")
+
+    def _pump(self) -> None:
+        """Wait up to POLL_S for the children's messages and record them (raises
+        `ChildProcessFailed` for a failed child); unlink the segments once all attached."""
+        messages = self.group.poll(POLL_S)
+        if not self._unlinked and self.group.all_started:
+            # Everyone is attached: drop the names now, so that not even a SIGKILL of the
+            # whole process group can leave a segment in /dev/shm.
+            self.buffer.unlink()
+            self.channel.unlink()
+            self._unlinked = True
+        for _, kind, payload in messages:
+            if kind == "episode":
+                self.episodes.finished(payload["ret"])
+                self.recorder.log(payload.pop("step"), kind="episode", **payload)
+            elif kind == "train":
+                self.recorder.log(payload.pop("step"), kind="train", **payload)
+                self.info = payload
+        steps = self.buffer.total_writes
+        if self._first_step_at is None and steps:
+            self._first_step_at = time.perf_counter()
+        self.bar.update(steps, eps=self.channel.epsilon, ret=self.episodes.recent_mean(),
+                        eval=self._last_eval())
 
 
-def _evaluate_published(agent: Any, channel: WeightChannel, config: QLearningConfig):
-    """Evaluate the latest published weights (what the actors act with) greedily."""
-    arrays, _, _, _ = channel.read()
-    agent.load_weights({k: torch.from_numpy(v) for k, v in arrays.items()})
-    return evaluate_agent(agent, config)
+def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: bool = True,
+          agent_cls: type[QAgent] | None = None) -> dict[str, Any]:
+    """Actor/learner training of `config` with `config.actors` actors: the trainer advanced
+    in `eval_interval` slices, evaluated after each and at `total_steps` (the children wait
+    while it evaluates, so an evaluation sees the weights at exactly its step). Returns the
+    summary (also written to `out_dir/summary.json`); raises `ChildProcessFailed` if a child
+    fails."""
+    trainer = ActorLearnerTrainer(config, out_dir, progress, agent_cls)
+    try:
+        total, interval = config.total_steps, config.eval_interval
+        while trainer.env_steps < total:
+            next_eval = (trainer.env_steps // interval + 1) * interval
+            trainer.advance(min(total, next_eval) - trainer.env_steps)
+            trainer.evaluate()
+        return trainer.finish()
+    finally:
+        trainer.close()

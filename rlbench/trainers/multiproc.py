@@ -216,8 +216,11 @@ class ProcessGroup:
         try:
             self.stop()
         finally:
-            if self._old_sigterm is not None:
+            # A group left by a finalizer may be in another thread, where signal() raises.
+            in_main = threading.current_thread() is threading.main_thread()
+            if self._old_sigterm is not None and in_main:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
+                self._old_sigterm = None
 
     def spawn(self, name: str, target: Callable[..., Any], *args: Any) -> None:
         """Start `target(worker, *args)` in a new process (target must be importable)."""

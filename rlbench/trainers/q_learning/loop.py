@@ -185,12 +185,11 @@ PROBE_OVERRIDES = dict(learning_starts=200, train_frequency=1, batch_size=64, le
 """DQN/IQN settings for few-hundred-step probe runs (`rlbench check`, the probe tests)."""
 
 
-def make_trainer(config: QLearningConfig, agent_cls: type[QAgent], algo: str) -> QLearningTrainer:
-    """The `rlbench.api` factory of the single-process DQN/IQN trainers."""
+def make_trainer(config: QLearningConfig, agent_cls: type[QAgent], algo: str) -> Any:
+    """The `rlbench.api` factory of DQN/IQN: a `QLearningTrainer`, or with actors >= 1 the
+    actor/learner trainer (found through the registry, like `train_dispatch`)."""
     if config.actors >= 1:
-        raise ValueError(
-            f"{algo} with actors={config.actors}: the actor/learner trainer does not implement "
-            "the resumable rlbench.api protocol yet (rlbench train runs it; set actors=0 here)")
+        return trainer_module(algo, actors=True).ActorLearnerTrainer(config, agent_cls=agent_cls)
     return QLearningTrainer(config, agent_cls, algo)
 
 

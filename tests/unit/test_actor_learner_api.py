@@ -1,0 +1,135 @@
+"""The actor/learner trainer through the `rlbench.api` protocol: `advance` resumes one run of
+live processes exactly on the single-process schedule, `policy`/`values` read the latest
+published weights between calls, and `close` (or a crash, or garbage collection) stops the
+children and frees the shared memory.
+
+Every assertion is about counts and states at the moment `advance` returns, none about
+time: `advance` waits for the allowance to be completed, not for a clock. Timeouts are hang
+guards.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
+from rlbench import api
+from rlbench.config import DQNConfig
+from rlbench.envs import make
+from rlbench.trainers.actor_learner import (
+    ActorLearnerTrainer,
+    _numpy_weights,
+    updates_due,
+    weights_digest,
+)
+from rlbench.trainers.multiproc import ChildProcessFailed
+from rlbench.trainers.q_learning import make_epsilon_schedule
+
+SMALL = dict(
+    total_steps=2_000, learning_starts=300, train_frequency=2, eval_episodes=2,
+    buffer_size=5_000, batch_size=32, hidden_sizes=(32, 32), exploration_fraction=0.25,
+    log_interval=500, actors=2, publish_interval=5,
+)
+
+
+def _in_dev_shm(names: set[str]) -> set[str]:
+    return names & set(os.listdir("/dev/shm"))
+
+
+def _mapped(names: set[str]) -> set[str]:
+    """Which of the segments this process still maps (named or already unlinked)."""
+    maps = Path("/proc/self/maps").read_text()
+    return {n for n in names if n in maps}
+
+
+def _segments(trainer: ActorLearnerTrainer) -> set[str]:
+    return {trainer.buffer.segment_name, trainer.channel.segment_name}
+
+
+def _assert_state(trainer: ActorLearnerTrainer, config: DQNConfig) -> None:
+    """The run at `env_steps`: every allowed step written (claims are cut at the allowance,
+    so actors overshoot it by 0 steps, not just by less than a block), the single-process
+    schedule's updates made, and their weights published."""
+    steps = trainer.env_steps
+    assert trainer.buffer.total_writes == trainer.counters.claimed.value == steps
+    assert trainer.counters.learner_updates.value == updates_due(steps, config)
+    assert trainer.channel.version == updates_due(steps, config)
+    metrics = trainer.metrics()
+    assert metrics["updates"] == updates_due(steps, config)
+    assert metrics["epsilon"] == make_epsilon_schedule(config)(steps) == trainer.channel.epsilon
+
+
+@pytest.mark.timeout(300)
+def test_advance_resumes_the_run_and_close_frees_everything() -> None:
+    config = DQNConfig(**SMALL)
+    trainer = api.make_trainer("dqn", config)  # config.actors >= 1: through the registry
+    try:
+        assert isinstance(trainer, ActorLearnerTrainer)
+        assert isinstance(trainer, api.ValueTrainer) and api.has_values(trainer)
+        segments = _segments(trainer)
+        obs, _ = make(config.env_id, seed=0).reset(seed=0)
+
+        trainer.advance(700)
+        assert trainer.env_steps == 700
+        _assert_state(trainer, config)
+        q_first = trainer.values(obs)
+        assert q_first.shape == (2,) and np.isfinite(q_first).all()
+        assert trainer.policy()(obs) in (0, 1)
+        # The local agent holds exactly the latest publication.
+        assert weights_digest(_numpy_weights(trainer.agent)) == weights_digest(
+            trainer.channel.read()[0])
+
+        trainer.advance(900)  # the same processes, buffer and learner carry on
+        assert trainer.env_steps == 1_600
+        _assert_state(trainer, config)
+        assert not np.array_equal(trainer.values(obs), q_first)  # 650 - 201 more updates
+        assert trainer.policy()(obs) in (0, 1)
+        assert weights_digest(_numpy_weights(trainer.agent)) == weights_digest(
+            trainer.channel.read()[0])
+        assert _mapped(segments) == segments  # still mapped here while the run is open
+        procs = list(trainer.group.procs.values())
+    finally:
+        trainer.close()
+    assert all(p.exitcode is not None for p in procs)
+    assert _in_dev_shm(segments) == set() and _mapped(segments) == set()
+    trainer.close()  # a second close is harmless
+    assert trainer.values(obs).shape == (2,)  # the last loaded weights stay usable
+    with pytest.raises(RuntimeError, match="closed"):
+        trainer.advance(10)
+
+
+@pytest.mark.timeout(300)
+def test_a_crashed_actor_surfaces_from_advance_and_the_trainer_closes() -> None:
+    """An actor whose env returns a NaN reward dies on the buffer's validation (after
+    `tests.nan_env.NAN_AFTER` steps): `advance` raises it with the actor's traceback, having
+    stopped the learner and freed the segments."""
+    config = DQNConfig(**SMALL | {"actors": 1, "env_id": "tests.nan_env:NaNRewardCartPole-v0"})
+    trainer = ActorLearnerTrainer(config)
+    segments = _segments(trainer)
+    with pytest.raises(ChildProcessFailed) as info:
+        trainer.advance(1_000)
+    assert info.value.child == "actor-0"
+    assert "reward: contains NaN or inf" in str(info.value)
+    assert "buffer.add" in info.value.child_traceback
+    assert all(p.exitcode is not None for p in trainer.group.procs.values())
+    assert _in_dev_shm(segments) == set() and _mapped(segments) == set()
+    trainer.close()
+
+
+@pytest.mark.timeout(300)
+def test_an_unclosed_trainer_is_cleaned_up_when_collected() -> None:
+    """The finalizer, not `close()`: dropping the last reference stops the children (still
+    starting here, which keeps the test cheap) and removes the named segments."""
+    trainer = ActorLearnerTrainer(DQNConfig(**SMALL | {"actors": 1}))
+    segments, procs = _segments(trainer), list(trainer.group.procs.values())
+    assert _in_dev_shm(segments) == segments  # nothing polled yet: the names are still there
+    del trainer
+    gc.collect()
+    assert all(p.exitcode is not None for p in procs)
+    assert _in_dev_shm(segments) == set() and _mapped(segments) == set()
