@@ -47,7 +47,7 @@ def test_executor_ray_matches_local_for_the_same_seeds(tmp_path: Path) -> None:
 def test_executor_crash_is_an_error_record(tmp_path: Path) -> None:
     bad = Job("nope/CartPole-v1", "nope", 0, (("env_id", "CartPole-v1"),))
     (record,) = _collect(LocalExecutor(), [bad], tmp_path).values()
-    assert record.status == ERROR and "unknown algorithm" in record.error
+    assert record.status == ERROR and "unknown trainer" in record.error
 
 
 def test_executor_timeout_kills_the_job(tmp_path: Path) -> None:
