@@ -14,11 +14,11 @@ export PYTHONHASHSEED ?= 0
 # for a few seconds and falls back to what PyPI or a local wheel offers.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt examples/rlbench-sb3/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=25.1"
 	$(PY) -m pip install -q --no-deps -c constraints.txt torch --extra-index-url $(TORCH_INDEX)
-	$(PY) -m pip install -q -c constraints.txt -e ".[all]" --group dev
+	$(PY) -m pip install -q -c constraints.txt -e ".[all]" -e examples/rlbench-sb3 --group dev
 	touch $(STAMP)
 
 run: $(STAMP)
