@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from multiprocessing import shared_memory
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,24 @@ Layout = Mapping[str, tuple[tuple[int, ...], Any]]
 
 def _align(n: int, to: int = 64) -> int:
     return (n + to - 1) // to * to
+
+
+def sweep_orphan_segments(prefix: str = SEGMENT_PREFIX, shm_dir: str = "/dev/shm") -> list[str]:
+    """Unlink segments named ``<prefix>_<pid>_*`` whose creating process is gone; return
+    their names. Every exit path of a live trainer frees its segments; only a SIGKILL of the
+    whole process group (a timed-out test, a mutant run) can leave them, since it also kills
+    multiprocessing's resource tracker. A segment whose pid is alive is never touched."""
+    removed = []
+    for path in Path(shm_dir).glob(f"{prefix}_*_*"):
+        pid = path.name[len(prefix) + 1:].split("_", 1)[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:  # someone else swept it first
+            continue
+        removed.append(path.name)
+    return removed
 
 
 class SharedArrays:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbench import processes
+from rlbench.buffers.shared import sweep_orphan_segments
 from rlbench.mutate.generate import Mutant
 
 # Imported once per worker by the fork server (whichever are installed): the bulk of a
@@ -127,7 +128,14 @@ class Worker:
         return proc
 
     def run_tests(self, tests: list[str], timeout: float, log: Path) -> tuple[int | None, bool]:
-        """pytest on `tests` in this workspace: (exit code or None, timed out)."""
+        """pytest on `tests` in this workspace: (exit code or None, timed out). Shared-memory
+        segments the killed session could not free are swept afterwards."""
+        try:
+            return self._run_tests(tests, timeout, log)
+        finally:
+            sweep_orphan_segments()
+
+    def _run_tests(self, tests: list[str], timeout: float, log: Path) -> tuple[int | None, bool]:
         args = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
         if self.fork:
             if self.server is None or self.server.poll() is not None:

@@ -208,3 +208,21 @@ def test_shared_buffer_concurrent_writes_wrap_fifo(shared) -> None:
         seqs = np.sort(tags[tags // 10_000 == w] % 10_000)
         if len(seqs):
             np.testing.assert_array_equal(seqs, np.arange(PER_WRITER - len(seqs), PER_WRITER))
+
+
+def test_sweep_unlinks_only_segments_of_dead_creators(tmp_path) -> None:
+    """What a SIGKILLed process group leaves in /dev/shm goes; a live process's segment stays."""
+    import subprocess
+    import sys
+
+    from rlbench.buffers.shared import sweep_orphan_segments
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = tmp_path / f"rlbench_{dead}_0badc0de"
+    alive = tmp_path / f"rlbench_{os.getpid()}_0badc0de"
+    other = tmp_path / "someone_else_123_x"
+    for path in (orphan, alive, other):
+        path.write_bytes(b"x")
+    assert sweep_orphan_segments(shm_dir=str(tmp_path)) == [orphan.name]
+    assert not orphan.exists() and alive.exists() and other.exists()
