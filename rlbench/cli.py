@@ -60,31 +60,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# Short spellings of the fields everyone sets; every other field is --its-name.
+FIELD_ALIASES = {"env_id": ("--env",), "total_steps": ("--steps",)}
+
+
+def train_parser(algo: str) -> argparse.ArgumentParser:
+    """`rlbench train ALGO`'s options, generated from the trainer's config dataclass: one
+    flag per field with its type, default and docstring (built-in or plugin alike)."""
+    import dataclasses
+    import typing
+
+    from rlbench.api import get_spec
+    from rlbench.config import _type_name, field_docs
+    from rlbench.runs import TRACKERS
+
+    spec = get_spec(algo)
+    p = argparse.ArgumentParser(
+        prog=f"rlbench train {algo}",
+        description=f"{spec.summary or algo}. Writes summary.json + metrics.jsonl to --out.",
+        epilog="Values parse by the field's type (tuples: comma-separated, e.g. 64,64). "
+               "--set NAME=VALUE sets any field too (kept for scripts).")
+    p.add_argument("--out", help="run folder (default runs/<algo>-<env>-s<seed>)")
+    p.add_argument("--set", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
+                   help="override any config field, e.g. --set learning_rate=3e-4 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--track", action="append", choices=TRACKERS, default=[],
+                   help="also log to a tracker in the run folder (repeatable): tensorboard "
+                        "(event files in OUT/tensorboard with openrlbenchmark tags "
+                        "charts/episodic_return, charts/SPS, losses/..., eval/return; "
+                        "pip install 'rlbench[track]') or wandb (an offline run in OUT/wandb; "
+                        "needs wandb installed)")
+    group = p.add_argument_group(f"{spec.config.__name__} fields")
+    docs = field_docs(spec.config)
+    hints = typing.get_type_hints(spec.config)
+    defaults = spec.config()
+    for f in dataclasses.fields(spec.config):
+        flags = (*FIELD_ALIASES.get(f.name, ()), "--" + f.name.replace("_", "-"))
+        default = getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(*flags, dest=f.name, metavar=_type_name(hints[f.name]).upper(),
+                           help=f"{docs.get(f.name, '')} (default: {shown})".strip())
+    return p
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlbench.api import get_spec, replace_config, train
+    import dataclasses
+
+    from rlbench.api import get_spec, train
     from rlbench.config import with_overrides
     from rlbench.runs import tracking
 
+    opts = train_parser(args.algo).parse_args(args.options)
     config = get_spec(args.algo).config()
-    changes = {"seed": args.seed}
-    for flag, field in (("env", "env_id"), ("steps", "total_steps"), ("device", "device"),
-                        ("eval_episodes", "eval_episodes"), ("eval_interval", "eval_interval")):
-        if getattr(args, flag) is not None:
-            changes[field] = getattr(args, flag)
-    if args.faults is not None:
-        changes["faults"] = tuple(f for f in args.faults.split(",") if f)
-    if args.actors is not None:
-        if not hasattr(config, "actors"):
-            raise ValueError(f"{args.algo} has no actor/learner mode (--actors)")
-        changes["actors"] = args.actors
-    config = with_overrides(replace_config(config, **changes), dict(kv.split("=", 1) for kv in args.set))
-    out = args.out or f"runs/{args.algo}-{config.env_id.replace(':', '_')}-s{config.seed}"
+    given = {f.name: getattr(opts, f.name) for f in dataclasses.fields(config)
+             if getattr(opts, f.name) is not None}
+    # Flags and --set parse alike (by the field's type; errors name the field); --set wins.
+    config = with_overrides(config, given | dict(kv.split("=", 1) for kv in opts.set))
+    out = opts.out or f"runs/{args.algo}-{config.env_id.replace(':', '_')}-s{config.seed}"
     try:  # a run folder that cannot exist is bad input: say so before anything trains
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
-    with tracking(*args.track):  # the trainer's RunRecorder feeds these trackers too
-        summary = train(args.algo, config, out_dir=out, progress=not args.quiet)
+    with tracking(*opts.track):  # the trainer's RunRecorder feeds these trackers too
+        summary = train(args.algo, config, out_dir=out, progress=not opts.quiet)
     print(json.dumps({k: summary.get(k) for k in
                       ("algo", "backend", "env", "seed", "steps", "final_eval_return", "sps",
                        "wall_seconds")} | {"out": out}, indent=2))
@@ -117,32 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     from rlbench.api import trainer_names
-    from rlbench.runs import TRACKERS
     from rlbench.trainers import TRAINERS
 
     names = trainer_names()  # built-ins and installed plugins (entry points, not imported)
-    p = sub.add_parser("train", help="train one algorithm, writing summary.json + metrics.jsonl")
+    p = sub.add_parser(
+        "train", help="train one algorithm, writing summary.json + metrics.jsonl",
+        description="Train one algorithm. `rlbench train ALGO --help` lists every field of "
+                    "ALGO's config as a flag, with its default and meaning.")
     p.add_argument("algo", choices=names,
                    help="; ".join(f"{n}: {TRAINERS[n].summary if n in TRAINERS else 'plugin'}"
                                   for n in names))
-    p.add_argument("--env", help="env id (default: the algorithm's config default)")
-    p.add_argument("--steps", type=int, help="total env steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="run folder (default runs/<algo>-<env>-s<seed>)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"))
-    p.add_argument("--actors", type=int, help="actor processes (dqn/iqn actor/learner mode)")
-    p.add_argument("--eval-episodes", type=int)
-    p.add_argument("--eval-interval", type=int)
-    p.add_argument("--faults", help="comma-separated fault ids to switch on (see `rlbench faults list`)")
-    p.add_argument("--set", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
-                   help="override any config field, e.g. --set learning_rate=3e-4 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.add_argument("--track", action="append", choices=TRACKERS, default=[],
-                   help="also log to a tracker in the run folder (repeatable): tensorboard "
-                        "(event files in OUT/tensorboard with openrlbenchmark tags "
-                        "charts/episodic_return, charts/SPS, losses/..., eval/return; "
-                        "pip install 'rlbench[track]') or wandb (an offline run in OUT/wandb; "
-                        "needs wandb installed)")
+    p.add_argument("options", nargs=argparse.REMAINDER,
+                   help="--env ID --steps N --seed S --out DIR --actors N --faults F,... "
+                        "--set NAME=VALUE --track tensorboard, and one flag per config field")
     p.set_defaults(func=cmd_train)
 
     for module in SUBCOMMAND_MODULES:  # each adds its own subcommands with `add_parser(sub)`
