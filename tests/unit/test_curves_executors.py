@@ -36,9 +36,9 @@ def test_executor_ray_matches_local_for_the_same_seeds(tmp_path: Path) -> None:
     jobs = [TINY.job(s) for s in (0, 1)]
     local = _collect(LocalExecutor(jobs=2), jobs, tmp_path / "local")
     ray_records = _collect(RayExecutor(jobs=2), jobs, tmp_path / "ray")
-    assert {r.status for r in local.values()} == {OK}
+    assert {r.status for r in local.values()} == {OK}, [r.error for r in local.values()]
     for seed in (0, 1):
-        assert ray_records[seed].status == OK
+        assert ray_records[seed].status == OK, ray_records[seed].error
         assert ray_records[seed].steps == local[seed].steps
         assert ray_records[seed].returns == local[seed].returns  # bit-identical curves
     assert (tmp_path / "local" / jobs[0].id / "summary.json").is_file()
