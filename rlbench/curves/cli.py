@@ -46,7 +46,19 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         except RuntimeError as exc:  # reference jobs failed: nothing written
             print(f"rlbench: error: {exc}", file=sys.stderr)
             return 3
-    return nightly(profile, args.out, args.baseline or profile.baseline, **common)
+    baseline = args.baseline or profile.baseline
+    if args.baseline_ref:
+        from rlbench.curves.baseline_ref import baseline_from_ref
+
+        if args.baseline:
+            raise ValueError("--baseline and --baseline-ref exclude each other")
+        try:
+            baseline = baseline_from_ref(args.baseline_ref, str(args.profile), Path(args.out),
+                                         args.jobs, args.quiet)
+        except RuntimeError as exc:  # the baseline side failed: no verdict to give
+            print(f"rlbench: error: {exc}", file=sys.stderr)
+            return 3
+    return nightly(profile, args.out, baseline, **common)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +87,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", metavar="PATH",
                    help="reference curves JSON (default: the profile's `baseline`, else the "
                         "committed reference of the profile)")
+    p.add_argument("--baseline-ref", metavar="REF",
+                   help="A/B in one job: check git REF out in a worktree, run its code on the "
+                        "profile's reference seeds here, and compare this checkout's nightly "
+                        "seeds against that (no stored reference needed; e.g. origin/main or "
+                        "the merge base)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: process pool on this machine (default); ray: one Ray task "
                         "per job (pip install 'rlbench[dist]')")
