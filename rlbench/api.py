@@ -91,6 +91,9 @@ class TrainerSpec:
     ``learning_starts``): a probe needs a few hundred steps, not a benchmark's warm-up."""
     check_steps: int = 1_200
     """Env steps per probe run of `rlbench check` (with `check_overrides` applied)."""
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Named config changes (``rlbench train NAME --preset fast``), each documented where
+    it is defined with what it was measured to reach."""
     run: Callable[..., dict[str, Any]] | None = None
     """``run(config, out_dir=None, progress=False) -> summary``: the trainer's own full run
     writing ``summary.json``. None: `train` drives `make` through `run_trainer`."""
@@ -109,10 +112,12 @@ class TrainerSpec:
         if missing:
             raise TypeError(f"trainer {self.name!r}: config {self.config.__name__} lacks the "
                             f"field(s) {', '.join(missing)}")
-        unknown = sorted(set(self.check_overrides) - names)
-        if unknown:
-            raise ValueError(f"trainer {self.name!r}: check_overrides names unknown config "
-                             f"field(s) {', '.join(unknown)}")
+        for what, changes in (("check_overrides", self.check_overrides),
+                              *((f"preset {k!r}", v) for k, v in self.presets.items())):
+            unknown = sorted(set(changes) - names)
+            if unknown:
+                raise ValueError(f"trainer {self.name!r}: {what} names unknown config "
+                                 f"field(s) {', '.join(unknown)}")
 
     def default_config(self, **changes: Any) -> Any:
         """The config class's defaults with `changes` (unknown fields: a clear error)."""

@@ -90,6 +90,11 @@ def train_parser(algo: str) -> argparse.ArgumentParser:
                         "charts/episodic_return, charts/SPS, losses/..., eval/return; "
                         "pip install 'rlbench[track]') or wandb (an offline run in OUT/wandb; "
                         "needs wandb installed)")
+    if spec.presets:
+        p.add_argument("--preset", choices=sorted(spec.presets),
+                       help="named settings applied before the flags: " + "; ".join(
+                           f"{k}: " + ", ".join(f"{f}={v}" for f, v in c.items())
+                           for k, c in spec.presets.items()))
     group = p.add_argument_group(f"{spec.config.__name__} fields")
     docs = field_docs(spec.config)
     hints = typing.get_type_hints(spec.config)
@@ -106,12 +111,15 @@ def train_parser(algo: str) -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from rlbench.api import get_spec, train
+    from rlbench.api import get_spec, replace_config, train
     from rlbench.config import with_overrides
     from rlbench.runs import tracking
 
     opts = train_parser(args.algo).parse_args(args.options)
-    config = get_spec(args.algo).config()
+    spec = get_spec(args.algo)
+    config = spec.config()
+    if getattr(opts, "preset", None):
+        config = replace_config(config, **spec.presets[opts.preset])
     given = {f.name: getattr(opts, f.name) for f in dataclasses.fields(config)
              if getattr(opts, f.name) is not None}
     # Flags and --set parse alike (by the field's type; errors name the field); --set wins.

@@ -56,8 +56,18 @@ def train(config: DQNConfig, out_dir: str | Path | None = None, progress: bool =
     return train_dispatch(config, DQNAgent, "dqn", out_dir, progress)
 
 
+ZOO_PRESET = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000,
+                  target_update_interval=128, train_frequency=256, gradient_steps=128,
+                  exploration_fraction=0.16, epsilon_min=0.04, hidden_sizes=(256, 256),
+                  loss="huber", max_grad_norm=10.0, lr_schedule="constant")
+"""rl-baselines3-zoo's tuned CartPole-v1 DQN, in rlbench's fields (zoo copies the target
+every 10 env steps while collecting, i.e. once per 128-update training phase here).
+Measured at 50k steps, seeds 0/1/2: final eval 500 / 441.4 / 500 (first 500 at 45k / 25k /
+40k); the defaults give 192 there. Short of >= 475 on every seed: not a solved preset yet."""
+
 SPEC = TrainerSpec(
     "dqn", {"discrete"}, DQNConfig, functools.partial(make_trainer, agent_cls=DQNAgent, algo="dqn"),
     summary=TRAINERS["dqn"].summary, check_overrides=PROBE_OVERRIDES, run=train,
+    presets={"zoo": ZOO_PRESET},
     backend="torch",
 )

@@ -66,6 +66,9 @@ def test_spec_rejects_configs_without_the_required_fields() -> None:
     with pytest.raises(ValueError, match="check_overrides.*gamma"):
         api.TrainerSpec("x", {"discrete"}, CountingConfig, CountingTrainer,
                         check_overrides={"gamma": 0.5})
+    with pytest.raises(ValueError, match="preset 'fast'.*gamma"):
+        api.TrainerSpec("x", {"discrete"}, CountingConfig, CountingTrainer,
+                        presets={"fast": {"gamma": 0.5}})
 
 
 def test_unknown_trainer_and_unknown_field_are_named() -> None:

@@ -44,3 +44,14 @@ def test_a_bad_flag_value_names_the_field(capsys) -> None:
         main(["train", "sac", "--actors", "2"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --actors" in capsys.readouterr().err
+
+
+def test_a_preset_applies_before_the_flags(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "dqn", "--preset", "zoo", "--env", "probe:1", "--steps", "40",
+                 "--learning-starts", "20", "--train-frequency", "4", "--gradient-steps", "1",
+                 "--eval-episodes", "1", "--quiet", "--out", str(out)]) == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["hidden_sizes"] == [256, 256] and config["loss"] == "huber"  # the preset
+    assert config["learning_starts"] == 20  # the flag wins over the preset
+    capsys.readouterr()
