@@ -122,6 +122,9 @@ class SbxDQNConfig(_DQNFields):
 
     target_update_interval: int = 1_000
     """Env steps between target-network updates (sbx's default)."""
+    net_arch: tuple[int, ...] = (256, 256)
+    """sbx's Q-network always has two hidden layers of ``net_arch[0]`` units (sbx's default
+    256); further entries are ignored by sbx."""
 
 
 @dataclass(frozen=True)
