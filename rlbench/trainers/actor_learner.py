@@ -73,6 +73,7 @@ from rlbench.trainers.q_learning import (
     resolve_device,
     updates_due,
 )
+from rlbench.trainers.q_learning.loop import q_learning_metrics
 from rlbench.types import EvalResult
 
 ACTOR_SEED_STRIDE = 1_000  # actor i's env and RNG seeds: seed + (i + 1) * stride
@@ -505,15 +506,9 @@ class ActorLearnerTrainer:
         return self._published_agent().q_values(np.asarray(obs)[None])[0]
 
     def metrics(self) -> dict[str, float]:
-        out = {k: float(v) for k, v in self.info.items()}
-        out |= {"updates": float(self.counters.learner_updates.value),
-                "episodes": float(self.episodes.episodes),
-                "epsilon": float(self.epsilon(self.env_steps))}  # what the learner published
-        if self.episodes.recent:
-            out["episode_return"] = self.episodes.recent_mean()
-        if self.recorder.eval_history:
-            out["eval_return"] = self.recorder.eval_history[-1]["return_mean"]
-        return out
+        # epsilon(env_steps) is what the learner published at this allowance.
+        return q_learning_metrics(self.info, self.counters.learner_updates.value, self.episodes,
+                                  self.epsilon(self.env_steps), self.recorder)
 
     def close(self) -> None:
         """Stop the children and free the shared memory. Idempotent."""

@@ -139,14 +139,8 @@ class QLearningTrainer:
         return self.agent.q_values(np.asarray(obs)[None])[0]
 
     def metrics(self) -> dict[str, float]:
-        out = {k: float(v) for k, v in self.info.items()}
-        out |= {"updates": float(self.agent.updates), "episodes": float(self.episodes.episodes),
-                "epsilon": float(self.epsilon(self.env_steps))}
-        if self.episodes.recent:
-            out["episode_return"] = self.episodes.recent_mean()
-        if self.recorder.eval_history:
-            out["eval_return"] = self.recorder.eval_history[-1]["return_mean"]
-        return out
+        return q_learning_metrics(self.info, self.agent.updates, self.episodes,
+                                  self.epsilon(self.env_steps), self.recorder)
 
     def close(self) -> None:
         self.recorder.close()
@@ -164,6 +158,19 @@ class QLearningTrainer:
             buffer=self.buffer.stats(),
             final_epsilon=self.epsilon(self.env_steps),
         )
+
+
+def q_learning_metrics(info: dict[str, float], updates: int, episodes: EpisodeStats,
+                       epsilon: float, recorder: RunRecorder) -> dict[str, float]:
+    """The rlbench.api metrics of a DQN/IQN run (single process or actor/learner): the last
+    update's losses, counts, epsilon, the recent episode return and the last evaluation."""
+    out = {k: float(v) for k, v in info.items()}
+    out |= {"updates": float(updates), "episodes": float(episodes.episodes), "epsilon": float(epsilon)}
+    if episodes.recent:
+        out["episode_return"] = episodes.recent_mean()
+    if recorder.eval_history:
+        out["eval_return"] = recorder.eval_history[-1]["return_mean"]
+    return out
 
 
 def fit(
