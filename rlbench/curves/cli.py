@@ -61,6 +61,12 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return nightly(profile, args.out, baseline, **common)
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from rlbench.curves.history import cmd_history as run
+
+    return run(args.folders, args.page)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `rlbench nightly` on the top-level subcommand parser."""
     p = sub.add_parser(
@@ -109,3 +115,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "reference file to PATH and a calibration report to --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_nightly)
+    # `rlbench nightly history DIR...`: an optional sub-command, so `rlbench nightly --profile
+    # ...` (no positional) parses exactly as before.
+    sub_nightly = p.add_subparsers(dest="nightly_command", metavar="{history}")
+    h = sub_nightly.add_parser(
+        "history", help="one static HTML page over successive nightly results",
+        description=(
+            "Build one self-contained HTML page over successive `rlbench nightly --out` "
+            "folders: the verdict of every entry per night (ordered by when each verdict was "
+            "made) with links to each night's report.html, and per entry its IQM with the 95% "
+            "interval band across nights. Folders whose run did not finish are skipped with a "
+            "note. Exit status 2: a folder that is not a nightly result, or no finished night."
+        ),
+    )
+    h.add_argument("folders", nargs="+", metavar="DIR", help="nightly output folders")
+    # dest `page`, not `out`: the sub-namespace is copied over nightly's, whose --out differs.
+    h.add_argument("--out", dest="page", default="history.html", metavar="PAGE.html",
+                   help="where to write the page (default history.html); links to the "
+                        "reports are relative to it")
+    h.set_defaults(func=cmd_history)
