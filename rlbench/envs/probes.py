@@ -229,7 +229,7 @@ class TimeLimitChoice(_Probe):
         return self._o(0.0), self.stop_reward, True, False, {}
 
 
-class TimeLimitEval(_Probe):
+class TimeLimitEval(TimeLimitBootstrap):
     """Probe "timelimit-eval" — reward +1 every step whatever the action; the time limit
     truncates every episode at step `time_limit` (10). The task itself would run on: an
     env stepped past its time limit keeps paying +1 and terminates at step 2 · `time_limit`
@@ -243,10 +243,7 @@ class TimeLimitEval(_Probe):
     summary = "reward +1 per step, truncated at step 10 (terminates at 20 if run past it)"
 
     def __init__(self, continuous: bool = False, time_limit: int = 10) -> None:
-        super().__init__(continuous)
-        if time_limit < 1:
-            raise ValueError(f"time_limit must be >= 1, got {time_limit}")
-        self.time_limit = time_limit
+        super().__init__(continuous, time_limit)
 
     def step(self, action):
         self._action_value(action)
