@@ -209,16 +209,13 @@ def train(name: str, config: Any = None, out_dir: str | Path | None = None,
     return run_trainer(spec, config, out_dir=out_dir, progress=progress)
 
 
-def _next_multiple(step: int, interval: int) -> int:
-    return (step // interval + 1) * interval
-
-
 def run_trainer(spec: TrainerSpec, config: Any, out_dir: str | Path | None = None,
                 progress: bool = False) -> dict[str, Any]:
     """The generic run for trainers without their own `run`: `advance` in slices, evaluate
     the greedy policy with rlbench's protocol every ``eval_interval`` steps and at the end."""
     from rlbench.evaluation import EVAL_SEED_OFFSET, evaluate
     from rlbench.runs import Progress, RunRecorder
+    from rlbench.schedules import next_multiple
 
     total = int(config.total_steps)
     interval = int(getattr(config, "eval_interval", max(total // 10, 1)))
@@ -230,7 +227,7 @@ def run_trainer(spec: TrainerSpec, config: Any, out_dir: str | Path | None = Non
     try:
         while trainer.env_steps < total:
             start, before = time.perf_counter(), trainer.env_steps
-            trainer.advance(min(total, _next_multiple(before, interval)) - before)
+            trainer.advance(min(total, next_multiple(before, interval)) - before)
             sps = (trainer.env_steps - before) / max(time.perf_counter() - start, 1e-9)
             recorder.log(trainer.env_steps, kind="train", sps=sps, **trainer.metrics())
             result = evaluate(trainer.policy(), config.env_id, episodes,

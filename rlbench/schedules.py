@@ -78,3 +78,9 @@ def ratio_updates_due(transitions: int, learning_starts: int, utd_ratio: float) 
     """SAC: none before `learning_starts` transitions exist, then `utd_ratio` per env step
     (the first at exactly `learning_starts`), rounded down."""
     return math.floor(utd_ratio * max(0, transitions - learning_starts + 1))
+
+
+def next_multiple(step: int, interval: int) -> int:
+    """The first multiple of `interval` after `step`: where a run sliced into evaluation or
+    logging intervals stops next."""
+    return (step // interval + 1) * interval

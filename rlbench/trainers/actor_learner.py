@@ -62,6 +62,7 @@ from rlbench.config import QLearningConfig
 from rlbench.envs import make
 from rlbench.faults import active_faults
 from rlbench.runs import EpisodeStats, Progress, RunRecorder
+from rlbench.schedules import next_multiple
 from rlbench.trainers.multiproc import ChildProcessFailed, ProcessGroup, WeightChannel, Worker
 from rlbench.trainers.q_learning import (
     PendingTransitions,
@@ -612,7 +613,7 @@ def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: 
     try:
         total, interval = config.total_steps, config.eval_interval
         while trainer.env_steps < total:
-            next_eval = (trainer.env_steps // interval + 1) * interval
+            next_eval = next_multiple(trainer.env_steps, interval)
             trainer.advance(min(total, next_eval) - trainer.env_steps)
             trainer.evaluate()
         return trainer.finish()

@@ -45,6 +45,7 @@ from rlbench.envs import make
 from rlbench.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlbench.faults import active_faults
 from rlbench.runs import EpisodeStats, Progress, RunRecorder
+from rlbench.schedules import next_multiple
 from rlbench.schedules import ratio_updates_due as updates_due
 from rlbench.trainers import TRAINERS
 from rlbench.trainers.sac_nets import Actor, Temperature, TwinQ, polyak, td_target, temperature_loss
@@ -454,8 +455,8 @@ class SAC:
         last_eval = math.nan
         try:
             while self.env_steps < cfg.total_steps:
-                boundaries = [cfg.total_steps, _next_multiple(self.env_steps, cfg.eval_interval),
-                              _next_multiple(self.env_steps, cfg.log_interval)]
+                boundaries = [cfg.total_steps, next_multiple(self.env_steps, cfg.eval_interval),
+                              next_multiple(self.env_steps, cfg.log_interval)]
                 start = time.perf_counter()
                 steps_before = self.env_steps
                 self.advance(min(boundaries) - self.env_steps)
@@ -477,10 +478,6 @@ class SAC:
             self.env_steps, updates=self.updates, episodes=self.episode_stats.episodes,
             device=str(self.device), buffer=self.buffer.stats(self.buffer_state),
         )
-
-
-def _next_multiple(step: int, interval: int) -> int:
-    return (step // interval + 1) * interval
 
 
 def train(config: SACConfig, out_dir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
