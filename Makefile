@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= disable
 export PYTHONHASHSEED ?= 0
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean peers-cleanrl
 
 # CPU torch off this box too: the CPU wheel index serves torch==2.13.0+cpu, which pip ranks
 # above PyPI's CUDA build of the same version (several GB). Torch goes in alone first, so the
@@ -41,6 +41,44 @@ ASV_ARGS ?= --quick
 bench: $(STAMP)
 	$(VENV)/bin/asv machine --yes > /dev/null
 	$(VENV)/bin/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr $(ASV_ARGS)
+
+# `make peers-cleanrl`: CleanRL's own cleanrl/dqn.py + cleanrl_utils/, unmodified, for
+# scripts/dqn_vs_cleanrl.py, in a venv of its own under .peers/ (CleanRL's code reads the
+# gymnasium 0.29 info keys, final_info / final_observation, which our gymnasium 1.x
+# renamed). Torch is ours (CPU 2.13.0, as above), not CleanRL's pin 2.4.1; the other pins
+# come from constraints.txt. The source is `git archive` of a commit, recorded in
+# .peers/cleanrl-src/COMMIT: from CLEANRL_SRC (a checkout or a bare repo) when given, else
+# a shallow clone of CLEANRL_URL. Idempotent: `rm -rf .peers` to redo.
+PEERS := .peers
+CLEANRL_VENV := $(PEERS)/cleanrl-venv
+CLEANRL_PY := $(CLEANRL_VENV)/bin/python
+CLEANRL_DIR := $(PEERS)/cleanrl-src
+CLEANRL_URL ?= https://github.com/vwxyzjn/cleanrl
+CLEANRL_SRC ?=
+CLEANRL_GYMNASIUM ?= 0.29.1
+
+peers-cleanrl: $(CLEANRL_VENV)/.installed $(CLEANRL_DIR)/COMMIT
+
+$(CLEANRL_VENV)/.installed: constraints.txt
+	test -x $(CLEANRL_PY) || $(PYTHON) -m venv $(CLEANRL_VENV)
+	$(CLEANRL_PY) -m pip install -q --upgrade "pip>=25.1"
+	$(CLEANRL_PY) -m pip install -q --no-deps -c constraints.txt torch --extra-index-url $(TORCH_INDEX)
+	grep -v -i '^gymnasium==' constraints.txt > $(PEERS)/cleanrl-constraints.txt
+	$(CLEANRL_PY) -m pip install -q -c $(PEERS)/cleanrl-constraints.txt torch \
+	    gymnasium==$(CLEANRL_GYMNASIUM) numpy tyro tensorboard
+	touch $@
+
+$(CLEANRL_DIR)/COMMIT:
+	rm -rf $(CLEANRL_DIR) $(CLEANRL_DIR).tmp $(PEERS)/cleanrl-clone
+	mkdir -p $(CLEANRL_DIR).tmp
+	set -e; src="$(CLEANRL_SRC)"; \
+	if [ -z "$$src" ]; then \
+	    git clone -q --depth 1 $(CLEANRL_URL) $(PEERS)/cleanrl-clone; src=$(PEERS)/cleanrl-clone; \
+	fi; \
+	git -C "$$src" archive HEAD cleanrl/dqn.py cleanrl_utils | tar -x -C $(CLEANRL_DIR).tmp; \
+	git -C "$$src" rev-parse HEAD > $(CLEANRL_DIR).tmp/COMMIT
+	rm -rf $(PEERS)/cleanrl-clone
+	mv $(CLEANRL_DIR).tmp $(CLEANRL_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .asv

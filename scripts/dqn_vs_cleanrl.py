@@ -1,148 +1,251 @@
-"""rlbench DQN against CleanRL's `dqn.py` loop at CleanRL's settings, same machine.
+"""rlbench DQN against CleanRL's own `cleanrl/dqn.py`, at CleanRL's settings, same machine.
 
-    python scripts/dqn_vs_cleanrl.py --steps 500000 --pairs 3
+    make peers-cleanrl                      # CleanRL's venv + source under .peers/
+    python scripts/dqn_vs_cleanrl.py --steps 500000 --pairs 3 --json out/dqn_vs_cleanrl.json
 
-Runs the two sides back to back, each in its own process (rlbench sets torch to one thread
-per process; CleanRL keeps torch's default), `--pairs` times, and prints wall and CPU
-steps/s with the ratios. The README's DQN-vs-CleanRL row comes from this script.
+What it measures: the cost of one CartPole-v1 DQN run of `--steps` env steps on each side,
+each a child process timed from spawn to exit (interpreter start, imports, env and network
+construction, training, logging, shutdown), as wall seconds and the child's CPU seconds
+(user + system, from `os.wait4`). The two sides run back to back, CleanRL first, `--pairs`
+times; each pair prints wall s, CPU s and steps/s per side and the ratios rlbench ÷ CleanRL
+in speed (CleanRL's seconds over rlbench's: above 1 means rlbench is faster), then the
+median over pairs. The README's DQN-vs-CleanRL row comes from this script.
 
-The CleanRL side is a local transcription of CleanRL's `dqn.py` training loop (v1.0,
-MIT licence, https://github.com/vwxyzjn/cleanrl) without its tensorboard/wandb logging,
-which only makes it faster: one CartPole-v1 env, an SB3 replay buffer, a 120-84 MLP, train
-every 10 steps from step 10,000 with batch 128, MSE loss, Adam 2.5e-4, target copy every
-500 steps, epsilon 1 → 0.05 over half the run. The rlbench side runs `fit` with the same
-settings (its target period is counted in updates: 50 updates = 500 env steps), plus the
-gradient clipping rlbench always does. Both time from the first env step (construction
-and torch's one-off lazy imports excluded) to the end of training.
+The CleanRL side is CleanRL's code unmodified, as published: `cleanrl/dqn.py` and
+`cleanrl_utils/` from a CleanRL commit (`make peers-cleanrl` extracts them with `git archive`
+and records the commit, which the output repeats with the git blob id of the dqn.py it ran),
+run with its own interpreter (`.peers/cleanrl-venv`: gymnasium 0.29.1 as CleanRL pins, our
+CPU torch 2.13.0 instead of its 2.4.1) as
+
+    python cleanrl/dqn.py --env-id CartPole-v1 --total-timesteps N --seed 1 --no-cuda
+
+in a fresh temporary working directory (it writes `runs/`), with PYTHONPATH at the source
+root for `cleanrl_utils`. Every other setting is CleanRL's default: learning starts at step
+10,000, one update every 10 steps, batch 128, buffer 10,000, Adam 2.5e-4, MSE loss, target
+copy every 500 env steps, epsilon 1 → 0.05 over half the run, a 120-84 MLP.
+
+The rlbench side runs `rlbench train dqn` with the same settings (its target period counts
+updates: 50 updates = 500 env steps) from rlbench's venv (the interpreter running this
+script), with one evaluation at the end (`--eval-episodes` greedy episodes, charged to
+rlbench's time).
+
+What differs, by design, because each side runs as published:
+- threads: CleanRL keeps torch's default intra-op thread count (one per core); rlbench pins
+  one thread (`torch_threads=1`). Wall time shows what a user sees; CPU time shows the
+  work, including what the extra threads burn.
+- logging: CleanRL writes TensorBoard scalars (and prints SPS every 100 steps); that is part
+  of its published cost. rlbench writes its metrics.jsonl and summary.json.
+- gradient clipping: rlbench clips the global gradient norm at 10 on every update (it has
+  no switch to turn this off); CleanRL does not clip.
+- the interpreters differ (each side's venv), and so do the gymnasium versions (0.29.1 for
+  CleanRL, ours for rlbench).
+
+Both sides' learning is reported so a reader sees both learned: CleanRL's last printed SPS,
+its last episodic return and the mean of its last 10, and rlbench's final evaluation return.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import random
+import hashlib
+import os
+import re
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 SEED = 1
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PEER_PYTHON = ROOT / ".peers" / "cleanrl-venv" / "bin" / "python"
+DEFAULT_CLEANRL_SRC = ROOT / ".peers" / "cleanrl-src"
+SETUP_HINT = "run `make peers-cleanrl` (or pass --peer-python / --cleanrl-src)"
+
+# CleanRL's dqn.py defaults, in rlbench's terms. rlbench's target period counts gradient
+# updates, CleanRL's env steps: 500 env steps at one update per 10 steps = 50 updates.
+RLBENCH_SETTINGS = {
+    "env": "CartPole-v1", "device": "cpu", "learning-rate": "2.5e-4",
+    "lr-schedule": "constant", "buffer-size": "10000", "batch-size": "128", "gamma": "0.99",
+    "target-update": "hard", "target-update-interval": "50", "train-frequency": "10",
+    "gradient-steps": "1", "learning-starts": "10000", "epsilon-start": "1.0",
+    "epsilon-min": "0.05", "exploration-fraction": "0.5", "loss": "mse",
+    "hidden-sizes": "120,84", "double-q": "false", "max-grad-norm": "10.0",
+    "torch-threads": "1",
+}
 
 
-def cleanrl(total_steps: int) -> dict[str, float]:
-    import gymnasium as gym
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from stable_baselines3.common.buffers import ReplayBuffer
-    from torch import nn
-
-    learning_rate, buffer_size, gamma, batch_size = 2.5e-4, 10_000, 0.99, 128
-    target_network_frequency, learning_starts, train_frequency = 500, 10_000, 10
-    start_e, end_e, exploration_fraction = 1.0, 0.05, 0.5
-
-    def linear_schedule(duration: float, t: int) -> float:
-        return max((end_e - start_e) / duration * t + start_e, end_e)
-
-    def q_net(envs) -> nn.Module:
-        return nn.Sequential(
-            nn.Linear(int(np.prod(envs.single_observation_space.shape)), 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, envs.single_action_space.n))
-
-    random.seed(SEED)
-    np.random.seed(SEED)  # noqa: NPY002 - CleanRL seeds the legacy global RNG (SB3 samples from it)
-    torch.manual_seed(SEED)
-
-    def make_env():
-        env = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
-        env.action_space.seed(SEED)
-        return env
-
-    envs = gym.vector.SyncVectorEnv([make_env],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    q_network, target_network = q_net(envs), q_net(envs)
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=learning_rate)
-    target_network.load_state_dict(q_network.state_dict())
-    rb = ReplayBuffer(buffer_size, envs.single_observation_space, envs.single_action_space,
-                      torch.device("cpu"), handle_timeout_termination=False)
-    wall, cpu = time.perf_counter(), time.process_time()
-    obs, _ = envs.reset(seed=SEED)
-    for global_step in range(total_steps):
-        epsilon = linear_schedule(exploration_fraction * total_steps, global_step)
-        if random.random() < epsilon:
-            actions = np.array([envs.single_action_space.sample()])
-        else:
-            actions = torch.argmax(q_network(torch.Tensor(obs)), dim=1).cpu().numpy()
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-        real_next_obs = next_obs.copy()
-        for idx, trunc in enumerate(truncations):
-            if trunc:
-                real_next_obs[idx] = infos["final_obs"][idx]
-        rb.add(obs, real_next_obs, actions, rewards, terminations, infos)
-        obs = next_obs
-        if global_step > learning_starts:
-            if global_step % train_frequency == 0:
-                data = rb.sample(batch_size)
-                with torch.no_grad():
-                    target_max, _ = target_network(data.next_observations).max(dim=1)
-                    td_target = data.rewards.flatten() + gamma * target_max * (
-                        1 - data.dones.flatten())
-                old_val = q_network(data.observations).gather(1, data.actions).squeeze()
-                loss = F.mse_loss(td_target, old_val)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            if global_step % target_network_frequency == 0:  # CleanRL's soft update, tau = 1
-                for t, q in zip(target_network.parameters(), q_network.parameters()):
-                    t.data.copy_(1.0 * q.data + (1.0 - 1.0) * t.data)
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+class SetupError(SystemExit):
+    pass
 
 
-def rlbench(total_steps: int) -> dict[str, float]:
-    import torch
-
-    from rlbench.config import DQNConfig
-    from rlbench.trainers.dqn_torch import DQNAgent
-    from rlbench.trainers.q_learning import fit
-
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's one-off lazy imports
-    config = DQNConfig(
-        total_steps=total_steps, learning_rate=2.5e-4, buffer_size=10_000, batch_size=128,
-        gamma=0.99, target_update="hard", target_update_interval=50, train_frequency=10,
-        learning_starts=10_000, exploration_fraction=0.5, epsilon_min=0.05, loss="mse",
-        hidden_sizes=(120, 84), max_grad_norm=10.0, lr_schedule="constant",
-        eval_interval=total_steps, eval_episodes=1, seed=SEED,
-    )
-    wall, cpu = time.perf_counter(), time.process_time()
-    fit(config, DQNAgent, "dqn", progress=False)
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+def git_blob_id(path: Path) -> str:
+    """The id git gives this file's bytes (`git hash-object`), comparable with `git ls-tree`."""
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324 - git's id
 
 
-SIDES = {"cleanrl": cleanrl, "rlbench": rlbench}
+def cleanrl_commit(src: Path) -> str:
+    recorded = src / "COMMIT"
+    if recorded.is_file():
+        return recorded.read_text().strip()
+    try:  # a CleanRL checkout passed with --cleanrl-src
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(src), "diff", "--quiet", "HEAD", "--",
+                                "cleanrl/dqn.py", "cleanrl_utils"], check=False).returncode
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
-def run_side(side: str, steps: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--side", side, "--steps", str(steps)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def check_setup(peer_python: Path, src: Path) -> None:
+    if not (peer_python.is_file() and os.access(peer_python, os.X_OK)):
+        raise SetupError(f"dqn_vs_cleanrl: CleanRL's python {peer_python} is missing: {SETUP_HINT}")
+    missing = [p for p in ("cleanrl/dqn.py", "cleanrl_utils/buffers.py") if not (src / p).is_file()]
+    if missing:
+        raise SetupError(f"dqn_vs_cleanrl: CleanRL source {src} lacks {', '.join(missing)}: "
+                         f"{SETUP_HINT}")
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[dict, str]:
+    """Run `cmd` as a child; its wall time from spawn to exit, its CPU time, its output."""
+    log = cwd / "output.log"
+    with log.open("w") as out:
+        wall = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - wall
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+    text = log.read_text(errors="replace")
+    if proc.returncode != 0:
+        tail = "\n".join(text.splitlines()[-30:])
+        raise SystemExit(f"dqn_vs_cleanrl: {' '.join(cmd)} exited {proc.returncode}:\n{tail}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+            "max_rss_mib": usage.ru_maxrss / 1024}, text
+
+
+_RETURN = re.compile(r"episodic_return=\[?\s*([-+0-9.eE]+)")
+_SPS = re.compile(r"^SPS:\s*([0-9]+)", re.MULTILINE)
+
+
+def run_cleanrl(steps: int, peer_python: Path, src: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(src))
+    with tempfile.TemporaryDirectory(prefix="cleanrl-dqn-") as tmp:
+        result, text = timed([str(peer_python), str(src / "cleanrl" / "dqn.py"),
+                              "--env-id", "CartPole-v1", "--total-timesteps", str(steps),
+                              "--seed", str(SEED), "--no-cuda"], Path(tmp), env)
+    returns = [float(r) for r in _RETURN.findall(text)]
+    sps = _SPS.findall(text)
+    result.update(
+        episodes=len(returns),
+        last_episodic_return=returns[-1] if returns else None,
+        mean_last10_episodic_return=statistics.fmean(returns[-10:]) if returns else None,
+        reported_sps=int(sps[-1]) if sps else None)
+    return result
+
+
+def rlbench_command() -> list[str]:
+    script = Path(sys.executable).with_name("rlbench")  # the console script of this venv
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from rlbench.cli import main; sys.exit(main())"]
+
+
+def run_rlbench(steps: int, eval_episodes: int) -> dict:
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="rlbench-dqn-") as tmp:
+        out = Path(tmp) / "run"
+        flags = [f"--{k}={v}" for k, v in RLBENCH_SETTINGS.items()]
+        result, _ = timed([*rlbench_command(), "train", "dqn", "--quiet", "--out", str(out),
+                           "--seed", str(SEED), "--steps", str(steps),
+                           "--eval-interval", str(steps), "--eval-episodes", str(eval_episodes),
+                           *flags], Path(tmp))
+        summary = json.loads((out / "summary.json").read_text())
+    result.update(final_eval_return=summary.get("final_eval_return"),
+                  reported_sps=summary.get("sps"), steps_done=summary.get("steps"))
+    return result
+
+
+def atomic_write_json(path: Path, obj: dict) -> None:
+    try:
+        from rlbench.runs import atomic_write_json as write
+    except ImportError:  # not run from the rlbench venv: the same write by hand
+        import json
+
+        def write(p: Path, o: dict) -> None:
+            tmp = Path(p).with_name(Path(p).name + ".tmp")
+            tmp.write_text(json.dumps(o, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, p)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write(path, obj)
+
+
+def fmt(x: float | None, spec: str = ",.1f") -> str:
+    return "–" if x is None else format(x, spec)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=500_000)
-    parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, in-process
+    parser.add_argument("--steps", type=int, default=500_000,
+                        help="env steps per run (default: 500000, CleanRL's default; "
+                             "CleanRL learns from step 10,000)")
+    parser.add_argument("--pairs", type=int, default=3, help="back-to-back pairs (default: 3)")
+    parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON,
+                        help=f"CleanRL's interpreter (default: {DEFAULT_PEER_PYTHON.relative_to(ROOT)})")
+    parser.add_argument("--cleanrl-src", type=Path, default=DEFAULT_CLEANRL_SRC,
+                        help="root holding cleanrl/dqn.py and cleanrl_utils/ "
+                             f"(default: {DEFAULT_CLEANRL_SRC.relative_to(ROOT)})")
+    parser.add_argument("--eval-episodes", type=int, default=10,
+                        help="rlbench's final greedy evaluation, timed with it (default: 10)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     args = parser.parse_args()
-    if args.side:
-        print(json.dumps(SIDES[args.side](args.steps)))
-        return
-    print("| pair | CleanRL steps/s wall (CPU) | rlbench steps/s wall (CPU) | ratio wall | ratio CPU |")
-    print("|---:|---:|---:|---:|---:|")
+    if args.steps <= 10_000:
+        parser.error("--steps must exceed 10000: CleanRL's dqn.py learns from step 10,000")
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    peer_python, src = args.peer_python.absolute(), args.cleanrl_src.absolute()
+    check_setup(peer_python, src)
+    commit = cleanrl_commit(src)
+    blob = git_blob_id(src / "cleanrl" / "dqn.py")
+    print(f"CleanRL {commit} (cleanrl/dqn.py blob {blob}), {args.steps:,} steps, "
+          f"{args.pairs} pair(s), {os.cpu_count()} CPUs")
+    print("| pair | CleanRL wall s / CPU s / steps/s | rlbench wall s / CPU s / steps/s "
+          "| ratio wall | ratio CPU | CleanRL last10 return / SPS | rlbench eval return |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    pairs = []
     for pair in range(1, args.pairs + 1):
-        c, r = run_side("cleanrl", args.steps), run_side("rlbench", args.steps)
-        cw, cc = args.steps / c["wall_s"], args.steps / c["cpu_s"]
-        rw, rc = args.steps / r["wall_s"], args.steps / r["cpu_s"]
-        print(f"| {pair} | {cw:,.0f} ({cc:,.0f}) | {rw:,.0f} ({rc:,.0f}) | {rw / cw:.2f}× | "
-              f"{rc / cc:.2f}× |", flush=True)
+        c = run_cleanrl(args.steps, peer_python, src)
+        r = run_rlbench(args.steps, args.eval_episodes)
+        for side in (c, r):
+            side["steps_per_s_wall"] = args.steps / side["wall_s"]
+            side["steps_per_s_cpu"] = args.steps / side["cpu_s"]
+        row = {"pair": pair, "cleanrl": c, "rlbench": r,
+               "ratio_wall": c["wall_s"] / r["wall_s"], "ratio_cpu": c["cpu_s"] / r["cpu_s"]}
+        pairs.append(row)
+        print(f"| {pair} | {c['wall_s']:.1f} / {c['cpu_s']:.1f} / {c['steps_per_s_wall']:,.0f} "
+              f"| {r['wall_s']:.1f} / {r['cpu_s']:.1f} / {r['steps_per_s_wall']:,.0f} "
+              f"| {row['ratio_wall']:.2f}× | {row['ratio_cpu']:.2f}× "
+              f"| {fmt(c['mean_last10_episodic_return'])} / {fmt(c['reported_sps'], ',')} "
+              f"| {fmt(r['final_eval_return'])} |", flush=True)
+    median = {"ratio_wall": statistics.median(p["ratio_wall"] for p in pairs),
+              "ratio_cpu": statistics.median(p["ratio_cpu"] for p in pairs)}
+    print(f"median over {len(pairs)} pair(s): rlbench ÷ CleanRL speed "
+          f"{median['ratio_wall']:.2f}× wall, {median['ratio_cpu']:.2f}× per CPU-second")
+    if args.json:
+        atomic_write_json(args.json, {
+            "what": "rlbench DQN vs CleanRL cleanrl/dqn.py (unmodified), CartPole-v1, "
+                    "spawn-to-exit child wall and CPU time; ratios = CleanRL s / rlbench s",
+            "cleanrl_commit": commit, "cleanrl_dqn_py_blob": blob,
+            "peer_python": str(peer_python), "cleanrl_src": str(src),
+            "steps": args.steps, "seed": SEED, "cpus": os.cpu_count(),
+            "rlbench_settings": RLBENCH_SETTINGS, "eval_episodes": args.eval_episodes,
+            "pairs": pairs, "median": median})
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
