@@ -42,7 +42,11 @@ REQUIRED_CONFIG_FIELDS = ("env_id", "seed", "total_steps")
 
 @runtime_checkable
 class Trainer(Protocol):
-    """One training run of one trainer on one env with one seed."""
+    """One training run of one trainer on one env with one seed.
+
+    Optional members: ``values(obs)`` (see `ValueTrainer`), ``close()`` (free processes
+    and memory; called by rlbench when it is done with the trainer) and ``reproducible``
+    (see `is_reproducible`)."""
 
     @property
     def env_steps(self) -> int:
@@ -75,6 +79,14 @@ class ValueTrainer(Trainer, Protocol):
 
 def has_values(trainer: Trainer) -> bool:
     return callable(getattr(trainer, "values", None))
+
+
+def is_reproducible(trainer: Trainer) -> bool:
+    """Whether the same seed twice gives bit-identical runs on one machine. Optional
+    attribute ``reproducible`` (default True): an asynchronous trainer, whose results
+    depend on how the OS schedules its processes, sets it to False, and the determinism
+    check then holds it to the same greedy behaviour instead of identical values."""
+    return bool(getattr(trainer, "reproducible", True))
 
 
 @dataclass(frozen=True)

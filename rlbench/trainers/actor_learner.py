@@ -431,6 +431,10 @@ class ActorLearnerTrainer:
     collection and at interpreter exit if nobody called it.
     """
 
+    reproducible = False
+    """Asynchronous: which transitions each update samples depends on process scheduling
+    (`rlbench.api.is_reproducible`)."""
+
     def __init__(self, config: QLearningConfig, out_dir: str | Path | None = None,
                  progress: bool = False, agent_cls: type[QAgent] | None = None) -> None:
         if config.actors < 1:
