@@ -12,7 +12,7 @@ Why scipy.stats.bootstrap and not ``rliable.library.get_interval_estimates``: rl
 pinned ``pandas==3.1.1`` (``deprecate_kwarg() missing ... 'new_arg_name'``). rliable's
 ``metrics`` module (pure numpy/scipy) imports fine; `iqm` and `probability_of_improvement`
 below compute exactly ``rliable.metrics.aggregate_iqm`` and
-``rliable.metrics.probability_of_improvement`` (checked in tests/unit/test_curves_stats.py,
+``rliable.metrics.probability_of_improvement`` (checked in tests/curves/test_curves_stats.py,
 which is why rliable sits in the test dependency group and not in rlbench's own), written with scipy's ``axis=`` so the bootstrap runs vectorised (thousands of resamples in
 milliseconds, which the A/A calibration needs).
 """

@@ -52,7 +52,7 @@ class PytestRun:
 
 
 def _dotted(nodeid: str) -> str:
-    """`tests/unit/test_x.py::TestK::test_m[p]` → `tests.unit.test_x.TestK.test_m[p]`, the
+    """`tests/buffers/test_x.py::TestK::test_m[p]` → `tests.buffers.test_x.TestK.test_m[p]`, the
     form JUnit XML uses (classname + "." + name)."""
     path, _, rest = nodeid.partition("::")
     parts = [path.removesuffix(".py").replace("/", "."), *(rest.split("::") if rest else [])]

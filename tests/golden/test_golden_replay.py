@@ -19,12 +19,12 @@ when |got - golden| <= rtol * max(|golden|, FLOOR).
 So rtol is 1e-3 for the torch agents (9x above IQN's eight-rounding drift, 1,000x above any
 kernel difference, 170x below the smallest fault) and 1e-2 for SAC (10x above its
 eight-rounding drift, 100x below the smallest fault). The same seed on the same machine is
-bit-identical: tests/unit/test_q_learning.py::test_fit_same_seed_gives_identical_returns
-and tests/unit/test_sac.py::test_sac_same_seed_same_run.
+bit-identical: tests/trainers/q_learning/test_q_learning.py::test_fit_same_seed_gives_identical_returns
+and tests/trainers/sac/test_sac.py::test_sac_same_seed_same_run.
 
 An intended change of the update maths is re-recorded with `pytest --update-golden` and the
 JSON diff is reviewed. A failure here says *that* the update changed; the law tests in
-tests/unit and tests/properties say *what* broke.
+tests/trainers and tests/buffers say *what* broke.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from rlbench.curves.report import (
     overall,
     write_report,
 )
-from tests.unit.test_curves_compare import curve_set
+from tests.curves.test_curves_compare import curve_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

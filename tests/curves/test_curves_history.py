@@ -21,7 +21,7 @@ from rlbench.curves.history import load_nights
 from rlbench.curves.records import ERROR, INCOMPLETE, OK, CurveSet, Job, JobRecord
 from rlbench.curves.report import EntryResult, ReportContext, write_report
 from rlbench.runs import atomic_write_json
-from tests.unit.test_curves_compare import curve_set
+from tests.curves.test_curves_compare import curve_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DQN, IQN, SAC = "dqn/CartPole-v1", "iqn/CartPole-v1", "sac/CartPole-v1"

@@ -19,7 +19,7 @@ jax = pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is n
 jnp = jax.numpy
 
 from rlbench.types import Batch  # noqa: E402
-from tests.unit.test_td_target_laws import (  # noqa: E402
+from tests.trainers.q_learning.test_td_target_laws import (  # noqa: E402
     GAMMA,
     _assert_target,
     _assert_variants_separate,

@@ -15,7 +15,7 @@ from rlbench import runs
 from rlbench.cli import main
 from rlbench.exports import COLUMNS
 from rlbench.runs import RunRecorder, tracking
-from tests.unit.test_curves_ab import (  # noqa: F401 — skill_plugin: the fixture used below
+from tests.curves.test_curves_ab import (  # noqa: F401 — skill_plugin: the fixture used below
     SkillConfig,
     nightly_folder,
     skill_plugin,
@@ -23,7 +23,7 @@ from tests.unit.test_curves_ab import (  # noqa: F401 — skill_plugin: the fixt
 )
 
 pd = pytest.importorskip("pandas")
-# The `skill` test trainer (tests/unit/test_curves_ab.py), registered for every test here.
+# The `skill` test trainer (tests/curves/test_curves_ab.py), registered for every test here.
 pytestmark = pytest.mark.usefixtures("skill_plugin")
 
 

@@ -294,7 +294,7 @@ def test_a_test_module_that_no_longer_imports_is_a_kill_not_an_error() -> None:
 
     assert classify(0, False) == "survived" and classify(None, True) == "timeout"
     assert classify(1, False) == classify(2, False) == classify(-9, False) == "killed"
-    log = "ERROR tests/unit/test_x.py\nERROR: found no collectors for tests/unit/test_x.py::t\n"
+    log = "ERROR tests/mutate/test_x.py\nERROR: found no collectors for tests/mutate/test_x.py::t\n"
     assert classify(4, False, log) == "killed"
     assert classify(4, False, "ERROR: usage") == classify(5, False) == "error"
 
