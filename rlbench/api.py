@@ -164,6 +164,15 @@ def _plugin_entry_points() -> dict[str, Any]:
             if ep.name not in _builtins()}
 
 
+def plugin_origin(name: str) -> str:
+    """Where a plugin trainer comes from, without importing it (the full summary needs the
+    import: `rlbench train NAME --help`): "plugin from <distribution> <version>"."""
+    ep = _plugin_entry_points().get(name)
+    if ep is None or ep.dist is None:
+        return "registered in this process" if name in _loaded else "plugin"
+    return f"plugin from {ep.dist.name} {ep.dist.version}"
+
+
 def trainer_names() -> list[str]:
     """Every registered trainer: built-ins, installed plugins, then in-process registrations
     (nothing is imported)."""

@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_eval)
 
-    from rlbench.api import trainer_names
+    from rlbench.api import plugin_origin, trainer_names
     from rlbench.trainers import TRAINERS
 
     names = trainer_names()  # built-ins and installed plugins (entry points, not imported)
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one algorithm. `rlbench train ALGO --help` lists every field of "
                     "ALGO's config as a flag, with its default and meaning.")
     p.add_argument("algo", choices=names,
-                   help="; ".join(f"{n}: {TRAINERS[n].summary if n in TRAINERS else 'plugin'}"
+                   help="; ".join(f"{n}: {TRAINERS[n].summary if n in TRAINERS else plugin_origin(n)}"
                                   for n in names))
     p.add_argument("options", nargs=argparse.REMAINDER,
                    help="--env ID --steps N --seed S --out DIR --actors N --faults F,... "

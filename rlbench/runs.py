@@ -87,12 +87,32 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
+def plugin_packages() -> list[str]:
+    """Distributions that register rlbench trainers (entry-point group ``rlbench.trainers``)
+    and the packages they require: a plugin's results depend on its library's version
+    (e.g. rlbench-sb3 → stable-baselines3, sbx-rl), so summaries record them too."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names: list[str] = []
+    for ep in metadata.entry_points(group="rlbench.trainers"):
+        if ep.dist is None:
+            continue
+        names.append(ep.dist.name)
+        for line in ep.dist.requires or ():
+            try:
+                names.append(Requirement(line).name)
+            except InvalidRequirement:
+                continue
+    return list(dict.fromkeys(names))
+
+
 def package_versions() -> dict[str, str]:
+    """Python, platform and the installed versions of rlbench's stack and its plugins'."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in _VERSIONED:
+    for name in dict.fromkeys([*_VERSIONED, *plugin_packages()]):
         try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+            out.setdefault(name, metadata.version(name))
+        except metadata.PackageNotFoundError:  # optional extras (jax, a plugin's sbx) absent
             pass
     return out
 
