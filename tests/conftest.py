@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 # `ci` (the default) is derandomized: every CI run checks the same 50 examples per law, so
 # a red build always means the change broke something, never that the draw was unlucky.
 # The randomized search for new counter-examples is `thorough` (500 fresh examples), run
-# by the nightly workflow and by developers (HYPOTHESIS_PROFILE=thorough pytest tests/properties).
+# by the nightly workflow and by developers (HYPOTHESIS_PROFILE=thorough pytest -m law).
 settings.register_profile(
     "ci", deadline=None, max_examples=50, derandomize=True, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],

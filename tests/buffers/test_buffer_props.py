@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rlbench.buffers import ReplayBuffer
+
+pytestmark = pytest.mark.law
 
 ops = st.lists(
     st.one_of(

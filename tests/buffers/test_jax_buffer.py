@@ -149,6 +149,7 @@ def _jitted(capacity: int):
     return buf, jax.jit(buf.add_batch), jax.jit(buf.sample, static_argnums=1)
 
 
+@pytest.mark.law
 @given(
     capacity=st.sampled_from([1, 4, 7]),
     chunks=st.lists(st.integers(0, 7), min_size=1, max_size=6),

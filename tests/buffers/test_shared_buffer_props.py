@@ -4,11 +4,14 @@ contents, sizes, counts and samples for any sequence of add/add_batch), plus ver
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rlbench.buffers import ReplayBuffer
 from rlbench.buffers.shared import SharedReplayBuffer
+
+pytestmark = pytest.mark.law
 
 writes = st.lists(st.integers(min_value=0, max_value=9), min_size=1, max_size=12)  # 0 = add()
 

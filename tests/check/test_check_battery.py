@@ -16,6 +16,8 @@ import pytest
 from rlbench.check import run_battery
 from rlbench.trainers import TRAINERS, backend_available
 
+pytestmark = pytest.mark.learning
+
 
 def _explain(report) -> str:
     return "\n".join(f"{c.name} ({c.kind}): {c.verdict}: {c.reason}" for c in report.checks)

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.smoke
+
 ENV = os.environ | {"MUJOCO_GL": "disable"}
 
 

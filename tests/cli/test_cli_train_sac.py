@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not installed
 
+pytestmark = pytest.mark.smoke
+
 ENV = os.environ | {"MUJOCO_GL": "disable"}
 
 

@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
 
+pytestmark = pytest.mark.smoke
+
 ENV = os.environ | {"MUJOCO_GL": "disable"}
 TINY = ["--steps", "800", "--eval-interval", "400", "--eval-episodes", "2",
         "--set", "learning_starts=200", "--set", "train_frequency=1", "--set", "batch_size=32",

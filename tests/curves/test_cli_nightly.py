@@ -15,6 +15,8 @@ pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not
 
 from rlbench.cli import main
 
+pytestmark = pytest.mark.smoke
+
 RLBENCH = Path(sys.executable).with_name("rlbench")
 
 

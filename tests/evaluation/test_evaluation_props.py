@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rlbench.evaluation import evaluate
 from tests.scripted_env import ScriptedEnv
+
+pytestmark = pytest.mark.law
 
 CAP = 30
 step = st.tuples(st.floats(-10, 10, allow_nan=False), st.booleans(), st.booleans())

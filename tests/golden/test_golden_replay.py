@@ -33,6 +33,8 @@ import pytest
 
 from tests.golden.replay import replay_sac, replay_torch
 
+pytestmark = pytest.mark.golden
+
 GOLDEN_RTOL = {"torch": 1e-3, "sac": 1e-2}
 """Per backend; the module docstring gives the measurements behind each."""
 FLOOR = 1e-2

@@ -20,6 +20,8 @@ import torch
 
 from rlbench import api
 
+pytestmark = pytest.mark.smoke
+
 ENV = os.environ | {"MUJOCO_GL": "disable"}
 TINY_DQN = {"learning_starts": 100, "buffer_size": 1_000}
 

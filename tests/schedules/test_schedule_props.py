@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from rlbench.schedules import (
     periodic_updates_due,
     ratio_updates_due,
 )
+
+pytestmark = pytest.mark.law
 
 prob = st.floats(0.0, 1.0)
 

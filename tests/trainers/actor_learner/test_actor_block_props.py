@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from rlbench.config import DQNConfig
 from rlbench.trainers.actor_learner import ACTOR_BLOCK, actor_block, updates_due
 
+pytestmark = pytest.mark.law
+
 
 @given(tf=st.integers(1, 64), gs=st.integers(1, 8), publish=st.integers(1, 50),
        starts=st.integers(1, 500), seen=st.integers(0, 5_000))

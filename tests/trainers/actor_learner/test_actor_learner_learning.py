@@ -21,6 +21,8 @@ pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not
 from rlbench.config import DQNConfig
 from rlbench.trainers import actor_learner
 
+pytestmark = pytest.mark.learning
+
 THRESHOLD = 475.0
 
 

@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
 
+pytestmark = pytest.mark.smoke
+
 ENV = os.environ | {"MUJOCO_GL": "disable"}
 
 

@@ -19,6 +19,8 @@ import pytest
 
 from rlbench.trainers import train
 
+pytestmark = pytest.mark.learning
+
 SEEDS = (0, 1, 2)
 
 

@@ -25,6 +25,8 @@ from rlbench.trainers.dqn_torch import DQNAgent
 from rlbench.trainers.iqn_torch import IQNAgent
 from rlbench.trainers.q_learning import fit
 
+pytestmark = pytest.mark.learning
+
 PROBE = dict(total_steps=1_200, learning_starts=200, train_frequency=1, batch_size=64,
              learning_rate=3e-3, hidden_sizes=(32, 32), target_update_interval=50,
              exploration_fraction=0.5, eval_interval=1_200, eval_episodes=2, gamma=0.5, seed=0)

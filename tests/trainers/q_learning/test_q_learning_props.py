@@ -20,6 +20,8 @@ from rlbench.trainers.iqn_torch import IQNAgent, quantile_huber_loss
 from rlbench.trainers.q_learning import TensorBatch, make_epsilon_schedule, soft_update
 from rlbench.types import Batch
 
+pytestmark = pytest.mark.law
+
 CPU = torch.device("cpu")
 shapes = st.lists(st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple),
                   min_size=1, max_size=4)

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from rlbench.config import SACConfig
 from rlbench.trainers.sac_jax import SAC
 
+pytestmark = pytest.mark.learning
+
 GAMMA = 0.9
 PROBE = SACConfig(
     hidden_sizes=(64, 64), batch_size=64, buffer_size=5_000, learning_starts=200,

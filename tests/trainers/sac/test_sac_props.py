@@ -25,6 +25,8 @@ from rlbench.trainers.sac_nets import (
     temperature_loss,
 )
 
+pytestmark = pytest.mark.law
+
 finite = st.floats(-3.0, 3.0, allow_nan=False, width=32)
 
 # One compile per function for the whole module (hypothesis calls these many times).

@@ -19,6 +19,8 @@ pytest.importorskip("jax")  # needs the `jax` extra: skipped where it is not ins
 from rlbench.config import SACConfig
 from rlbench.trainers.sac_jax import train
 
+pytestmark = pytest.mark.learning
+
 SEEDS = (0, 1, 2)
 
 
