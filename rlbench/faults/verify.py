@@ -1,21 +1,23 @@
 """The kill matrix (`rlbench faults verify`): run each fault's detectors with it on, and all
 detectors once clean, each in a fresh pytest process.
 
-A fault is *killed* when at least one of its detectors ran and failed in its test body (a
-JUnit ``<failure>``). Failing to import or collect, a fixture error, a detector that did
-not run, or a process that hit the time limit is **not** a kill: those would be fake kills
-(the suite did not catch the bug, it fell over). All detectors also run once more, clean,
-in ONE process over their union; every one must pass there.
+A fault is *killed* when at least one of its detectors ran and failed in its test body (its
+``call`` phase failed, as pytest's own report log says: pytest-reportlog). Failing to import
+or collect, a fixture error, a detector that did not run, or a process that hit the time
+limit is **not** a kill: those would be fake kills (the suite did not catch the bug, it fell
+over). All detectors also run once more, clean, in ONE process over their union; every one
+must pass there.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,39 +53,45 @@ class PytestRun:
         return self.returncode is None
 
 
-def _dotted(nodeid: str) -> str:
-    """`tests/buffers/test_x.py::TestK::test_m[p]` → `tests.buffers.test_x.TestK.test_m[p]`, the
-    form JUnit XML uses (classname + "." + name)."""
-    path, _, rest = nodeid.partition("::")
-    parts = [path.removesuffix(".py").replace("/", "."), *(rest.split("::") if rest else [])]
-    return ".".join(parts)
+REPORT_LOG_PLUGIN = "pytest_reportlog"
+"""pytest-reportlog (`--report-log=FILE`): pytest's own test reports as JSON lines. Loaded with
+``-p`` by its entry-point name, so it also runs where plugin autoloading is off."""
 
 
-def parse_junit(path: Path, nodeids: Iterable[str]) -> dict[str, str]:
-    """Outcome of each requested node id from a JUnit XML report.
+def parse_report_log(path: Path, nodeids: Iterable[str]) -> dict[str, str]:
+    """Outcome of each requested node id from a pytest-reportlog file (JSON lines; one
+    ``TestReport`` per test and phase, with pytest's own ``nodeid``, ``when``, ``outcome``).
 
-    A node id may stand for several test cases (a parametrised test, a class, a file): it
-    *failed* if any case failed in its body, *error* if any case errored (setup, teardown,
-    collection) and none failed, *passed* if at least one passed and none failed or errored,
-    *skipped* if all were skipped, *not run* if no case matches (deselected, not collected).
+    A test *failed* if its ``call`` phase failed, *error*-ed if its setup or teardown failed
+    (a fixture, not the test body), was *skipped* if setup or call was skipped, and *passed*
+    otherwise. A node id may stand for several tests (a parametrised test, a class, a file):
+    it *failed* if any test failed, *error* if any errored and none failed, *passed* if at
+    least one passed and none failed or errored, *skipped* if all were skipped, *not run* if
+    no test matches (deselected, not collected, a module that failed to import).
     """
-    cases: list[tuple[str, str]] = []
+    phases: dict[str, dict[str, str]] = {}
     if path.is_file():
-        for case in ET.parse(path).getroot().iter("testcase"):
-            kinds = {child.tag for child in case}
-            outcome = (
-                "failed" if "failure" in kinds
-                else "error" if "error" in kinds
-                else "skipped" if "skipped" in kinds
-                else "passed"
-            )
-            cases.append((f"{case.get('classname', '')}.{case.get('name', '')}", outcome))
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a killed process
+                continue
+            if record.get("$report_type") == "TestReport":
+                phases.setdefault(record["nodeid"], {})[record["when"]] = record["outcome"]
+    tests: list[tuple[str, str]] = []
+    for nodeid, by_when in phases.items():
+        outcome = (
+            "failed" if by_when.get("call") == "failed"
+            else "error" if "failed" in (by_when.get("setup"), by_when.get("teardown"))
+            else "skipped" if "skipped" in (by_when.get("setup"), by_when.get("call"))
+            else "passed"
+        )
+        tests.append((nodeid, outcome))
     result = {}
-    for nodeid in nodeids:
-        want = _dotted(nodeid)
-        got = {o for name, o in cases
-               if name == want or name.startswith(want + ".") or name.startswith(want + "[")}
-        result[nodeid] = next(
+    for want in nodeids:
+        got = {o for name, o in tests
+               if name == want or name.startswith(want + "::") or name.startswith(want + "[")}
+        result[want] = next(
             (o for o in ("failed", "error", "passed", "skipped") if o in got), "not run"
         )
     return result
@@ -103,17 +111,21 @@ def run_pytest(
     env.setdefault("MUJOCO_GL", "disable")
     if fault is not None:
         env[ENV_VAR] = fault
+    if importlib.util.find_spec(REPORT_LOG_PLUGIN) is None:
+        raise ModuleNotFoundError(
+            "rlbench faults verify reads pytest's report log: pip install pytest-reportlog "
+            "(it is in rlbench's test dependency group)", name=REPORT_LOG_PLUGIN)
     with tempfile.TemporaryDirectory(prefix="rlbench-verify-") as tmp:
-        xml = Path(tmp) / "junit.xml"
+        log = Path(tmp) / "report.jsonl"
         cmd = [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=line",
-            f"--junitxml={xml}", "-o", "junit_family=xunit2", *nodeids,
+            "-p", REPORT_LOG_PLUGIN, f"--report-log={log}", *nodeids,
         ]
         start = time.perf_counter()
         returncode, output, _ = run_group(cmd, timeout, cwd=root, env=env,
                                            stderr=subprocess.STDOUT)
         seconds = time.perf_counter() - start
-        outcomes = parse_junit(xml, nodeids)
+        outcomes = parse_report_log(log, nodeids)
     tail = "\n".join(output.strip().splitlines()[-15:])
     return PytestRun(outcomes, returncode, seconds, tail)
 

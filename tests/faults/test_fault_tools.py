@@ -4,13 +4,15 @@ Each pytest process here loads no plugins (< 1 s), so the module takes seconds."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from rlbench.faults import Fault
-from rlbench.faults.verify import kill_matrix, parse_junit, run_pytest
+from rlbench.faults.verify import REPORT_LOG_PLUGIN, kill_matrix, parse_report_log, run_pytest
 from rlbench.processes import parallel, run_group
 
 FAULT = "os.environ.get('RLBENCH_FAULTS')"
@@ -149,8 +151,59 @@ def test_run_pytest_ignores_inherited_fault_env(project: Path, monkeypatch) -> N
     assert run.outcomes == {"test_plain.py::test_caught": "passed"} and run.returncode == 0
 
 
-def test_parse_junit_missing_report_means_not_run(tmp_path: Path) -> None:
-    assert parse_junit(tmp_path / "none.xml", ["a.py::test_x"]) == {"a.py::test_x": "not run"}
+def test_parse_report_log_reads_a_real_pytest_report(tmp_path: Path) -> None:
+    (tmp_path / "test_kinds.py").write_text(
+        "import pytest\n"
+        "@pytest.fixture\n"
+        "def broken():\n"
+        "    raise RuntimeError('setup')\n"
+        "@pytest.fixture\n"
+        "def bad_teardown():\n"
+        "    yield\n"
+        "    raise RuntimeError('teardown')\n"
+        "def test_ok(): pass\n"
+        "def test_body(): assert False\n"
+        "def test_setup(broken): pass\n"
+        "def test_teardown(bad_teardown): pass\n"
+        "def test_body_and_teardown(bad_teardown): assert False\n"
+        "def test_skip(): pytest.skip('no')\n"
+        "@pytest.mark.xfail(strict=True)\n"
+        "def test_xfail(): assert False\n"
+        "@pytest.mark.parametrize('n', [1, 2])\n"
+        "def test_param(n): assert n == 1\n"
+        "@pytest.mark.parametrize('n', [1, 2])\n"
+        "def test_param_ok(n): pass\n"
+        "class TestK:\n"
+        "    def test_m(self): pass\n"
+    )
+    log = tmp_path / "report.jsonl"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "-p", REPORT_LOG_PLUGIN, f"--report-log={log}", "test_kinds.py"],
+                   cwd=tmp_path, capture_output=True, timeout=120, check=False)
+    expected = {
+        "test_kinds.py::test_ok": "passed",
+        "test_kinds.py::test_body": "failed",
+        "test_kinds.py::test_setup": "error",  # a fixture broke: not the test body
+        "test_kinds.py::test_teardown": "error",
+        "test_kinds.py::test_body_and_teardown": "failed",
+        "test_kinds.py::test_skip": "skipped",
+        "test_kinds.py::test_xfail": "skipped",
+        "test_kinds.py::test_param": "failed",  # any case failed
+        "test_kinds.py::test_param[1]": "passed",
+        "test_kinds.py::test_param_ok": "passed",
+        "test_kinds.py::TestK": "passed",
+        "test_kinds.py::TestK::test_m": "passed",
+        "test_kinds.py::test_no_such_test": "not run",
+        "test_kinds.py::test_o": "not run",  # a prefix of a name is not that test
+    }
+    assert parse_report_log(log, expected) == expected
+    # A line cut short (the process was killed mid-write) loses that report, not the rest.
+    log.write_text(log.read_text() + '{"$report_type": "TestRep')
+    assert parse_report_log(log, ["test_kinds.py::test_ok"]) == {"test_kinds.py::test_ok": "passed"}
+
+
+def test_parse_report_log_missing_report_means_not_run(tmp_path: Path) -> None:
+    assert parse_report_log(tmp_path / "none.jsonl", ["a.py::test_x"]) == {"a.py::test_x": "not run"}
 
 
 
