@@ -137,3 +137,30 @@ def test_advance_is_resumable(name: str) -> None:
     obs = np.zeros(1, np.float32)
     assert sliced.env_steps == whole.env_steps == 400
     np.testing.assert_array_equal(sliced.values(obs), whole.values(obs))
+
+
+def test_plugins_are_named_in_help_and_recorded_in_versions(capsys) -> None:
+    from importlib.metadata import entry_points
+
+    from rlbench.runs import package_versions
+
+    eps = [ep for ep in entry_points(group=api.ENTRY_POINT_GROUP) if ep.dist is not None]
+    if not eps:
+        pytest.skip("no rlbench.trainers plugin installed (make installs examples/rlbench-sb3)")
+    ep = eps[0]
+    origin = api.plugin_origin(ep.name)
+    assert origin == f"plugin from {ep.dist.name} {ep.dist.version}"
+    versions = package_versions()
+    assert versions[ep.dist.name] == ep.dist.version  # the plugin and what it requires
+    if ep.dist.name == "rlbench-sb3":
+        assert "stable-baselines3" in versions
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert f"{ep.name}: plugin from {ep.dist.name}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_actor_learner_declares_itself_not_reproducible() -> None:
+    pytest.importorskip("torch")
+    from rlbench.trainers.actor_learner import ActorLearnerTrainer
+
+    assert api.is_reproducible(ActorLearnerTrainer) is False

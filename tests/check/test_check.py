@@ -26,7 +26,8 @@ from rlbench.cli import main
 from rlbench.envs import is_discrete, make
 from rlbench.envs.probes import NaNReward, TimeLimitChoice, TimeLimitEval
 
-BUGS = ("", "truncation-terminal", "no-discount", "unseeded", "ignores-nan")
+BUGS = ("", "truncation-terminal", "no-discount", "unseeded", "ignores-nan", "nan-late",
+        "value-jitter")
 GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)  # the actions a tabular learner tries on a Box space
 
 
@@ -76,7 +77,8 @@ class TabularQ:
         for _ in range(steps):
             i = int(self.rng.integers(self.n))
             next_obs, reward, terminated, truncated, _ = self.env.step(self._env_action(i))
-            if not math.isfinite(reward) and cfg.bug != "ignores-nan":
+            late = cfg.bug == "nan-late" and not math.isfinite(reward)
+            if not math.isfinite(reward) and cfg.bug not in ("ignores-nan", "nan-late"):
                 raise ValueError(f"non-finite reward {reward} at step {self.env_steps}")
             stop = terminated or (truncated and cfg.bug == "truncation-terminal")
             target = reward + (0.0 if stop else gamma * self.q[self._key(next_obs)].max())
@@ -86,13 +88,23 @@ class TabularQ:
             self.q[key][i] += step * (target - self.q[key][i])
             self.env_steps += 1
             self._obs = self.env.reset()[0] if terminated or truncated else next_obs
+            if late:  # the "nan-late" bug: the NaN is refused only after it was learned from
+                raise ValueError(f"non-finite reward {reward} at step {self.env_steps}")
 
     def policy(self) -> Callable[[np.ndarray], Any]:
         return lambda obs: self._env_action(int(np.argmax(self.q[self._key(obs)])))
 
+    @property
+    def reproducible(self) -> bool:
+        """The "value-jitter" learner declares itself asynchronous (see `values`)."""
+        return self.config.bug != "value-jitter"
+
     def values(self, obs: np.ndarray) -> np.ndarray:
         q = self.q[self._key(obs)]
-        return np.array([q.max()]) if self.continuous else q.copy()
+        q = np.array([q.max()]) if self.continuous else q.copy()
+        if self.config.bug == "value-jitter":  # what an unseeded process schedule does
+            q += np.random.default_rng().normal(0.0, 1e-3, q.shape)
+        return q
 
     def metrics(self) -> dict[str, float]:
         return {"table_rows": float(len(self.q))}
@@ -159,6 +171,36 @@ def test_silently_trained_nan_reward_fails_and_a_clear_error_passes(clean_report
     (check,) = report.checks
     assert check.verdict == "fail" and "raised no error" in check.reason, check
     assert _verdicts(clean_report)["nan-reward", "continuous"][0] == "pass"
+
+
+def test_nan_refused_only_after_it_was_learned_from_fails() -> None:
+    report = run_battery(_spec("nan-late"), only=["nan-reward"])
+    for check in report.checks:  # the error names NaN, but values(0) is already NaN
+        assert check.verdict == "fail", check
+        assert "only after the NaN reached the learner" in check.reason, check.reason
+        assert "values at obs 0 = [" in check.reason and "nan" in check.reason, check.reason
+
+
+def test_clean_nan_error_leaves_a_finite_learner(clean_report) -> None:
+    for kind in ("discrete", "continuous"):
+        (check,) = [c for c in clean_report.checks if (c.name, c.kind) == ("nan-reward", kind)]
+        assert "values still finite" in check.reason, check.reason
+        assert np.isfinite(check.measured["after_error"]["values"]).all(), check.measured
+
+
+def test_declared_asynchronous_trainer_is_held_to_equal_greedy_behaviour() -> None:
+    # Same learner, values jittered by 1e-3 between runs: fails the exact check when the
+    # trainer claims reproducibility, passes when it declares reproducible = False.
+    jitter = run_battery(_spec("value-jitter"), only=["determinism"], kinds=["discrete"])
+    (check,) = jitter.checks
+    assert check.verdict == "pass" and "reproducible = False" in check.reason, check.reason
+
+    class Claims(TabularQ):
+        reproducible = True
+
+    spec = dataclasses.replace(_spec("value-jitter"), make=Claims)
+    (check,) = run_battery(spec, only=["determinism"], kinds=["discrete"]).checks
+    assert check.verdict == "fail" and "values(" in check.reason, check.reason
 
 
 def test_eval_truncation_ignored_fault_fails_the_eval_protocol_check() -> None:
