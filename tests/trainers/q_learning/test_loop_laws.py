@@ -4,6 +4,9 @@
   uses epsilon_at(k), so the very first action uses epsilon_start and epsilon_min is first
   used exactly after exploration_fraction * total_steps steps (an off-by-one shifts the
   whole schedule by a step and never uses epsilon_start).
+* The buffer holds exactly the env's transitions in order (`tests/transitions.py`): obs and
+  next_obs not swapped, an episode's last next_obs the final observation, flags as the env
+  gave them.
 """
 
 from __future__ import annotations
@@ -39,3 +42,28 @@ def test_fit_acts_with_the_epsilon_of_the_steps_already_taken() -> None:
         f"epsilon_min must first be used after exactly {d} steps; got {used[d - 1:d + 1]}")
     np.testing.assert_allclose(used, want, rtol=0, atol=1e-12,
                                err_msg="action k (after k env steps) must use epsilon_at(k)")
+
+
+@pytest.mark.parametrize("algo", ["dqn", "iqn"])
+def test_the_buffer_holds_exactly_the_envs_transitions_in_order(algo: str) -> None:
+    # CartPole under near-random early actions ends an episode every ~20 steps, so 400
+    # steps cross many episode ends; no update is due (learning_starts > steps).
+    from rlbench.config import IQNConfig
+    from rlbench.trainers.iqn_torch import IQNAgent
+    from rlbench.trainers.q_learning.loop import QLearningTrainer
+    from tests.transitions import assert_buffer_replays_the_env
+
+    cls, agent_cls = (DQNConfig, DQNAgent) if algo == "dqn" else (IQNConfig, IQNAgent)
+    steps = 400
+    config = cls(env_id="CartPole-v1", total_steps=steps, learning_starts=steps + 1,
+                 train_frequency=4, hidden_sizes=(8,), eval_interval=steps, eval_episodes=1,
+                 buffer_size=1_000, seed=3)
+    trainer = QLearningTrainer(config, agent_cls, algo)
+    try:
+        trainer.advance(steps)  # a multiple of train_frequency: every row is flushed
+        stored = trainer.buffer.get(np.arange(len(trainer.buffer)))
+    finally:
+        trainer.close()
+    assert len(stored.reward) == steps
+    ends = assert_buffer_replays_the_env(stored, config.env_id, config.seed, f"{algo} loop")
+    assert ends >= 5, f"only {ends} episode ends in {steps} steps: the law was barely tested"
