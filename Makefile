@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= disable
 export PYTHONHASHSEED ?= 0
 
-.PHONY: run test lint bench clean peers-cleanrl
+.PHONY: run test lint bench bench-gate clean peers-cleanrl
 
 # CPU torch off this box too: the CPU wheel index serves torch==2.13.0+cpu, which pip ranks
 # above PyPI's CUDA build of the same version (several GB). Torch goes in alone first, so the
@@ -38,6 +38,13 @@ lint: $(STAMP)
 # .asv/results; `make bench ASV_ARGS=` for full timings, `ASV_ARGS="--quick -b peers"` for
 # the peer ratios.
 ASV_ARGS ?= --quick
+# `make bench-gate`: the hot paths against the newest pytest-benchmark save (make one with
+# `pytest tests/benchmarks --benchmark-enable --benchmark-autosave` on the base commit);
+# exit 1 when a median is more than 15% slower.
+bench-gate: $(STAMP)
+	$(PY) -m pytest tests/benchmarks -p no:cacheprovider --benchmark-enable \
+		--benchmark-compare --benchmark-compare-fail=median:15%
+
 bench: $(STAMP)
 	$(VENV)/bin/asv machine --yes > /dev/null
 	$(VENV)/bin/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr $(ASV_ARGS)

@@ -1,4 +1,5 @@
-"""End-to-end training: throughput (env steps/s) and learning progress (lower is better).
+"""End-to-end training: throughput (env steps/s, and its lower-is-better gate, seconds per
+1,000 env steps) and learning progress (lower is better).
 
 Every run goes through the public entry point `rlbench.trainers.train(algo, ...)` with the
 trainer's default hyperparameters; only the budget, `learning_starts` and the evaluation
@@ -84,6 +85,22 @@ class TrainingThroughput:
         return results[trainer]["cpu_sps"]
 
     track_cpu_sps.unit = "env steps/CPU-s"  # type: ignore[attr-defined]
+
+    # The gates. asv flags a *rise* of a number as a regression, so a slowdown must make a
+    # number rise: seconds per 1,000 env steps (1000 / sps). `asv continuous -f 1.1
+    # -b seconds_per` exits 1 when a commit is >10% slower; the sps rows above cannot fail.
+    def track_seconds_per_1k_steps(self, results: dict[str, Any], trainer: str) -> float:
+        """Wall seconds per 1,000 env steps (the run record's sps inverted): lower is better."""
+        return 1000.0 / results[trainer]["sps"]
+
+    track_seconds_per_1k_steps.unit = "s / 1k env steps"  # type: ignore[attr-defined]
+
+    def track_cpu_seconds_per_1k_steps(self, results: dict[str, Any], trainer: str) -> float:
+        """CPU seconds (all processes) per 1,000 env steps: the gate to trust on a busy
+        machine. Lower is better."""
+        return 1000.0 / results[trainer]["cpu_sps"]
+
+    track_cpu_seconds_per_1k_steps.unit = "CPU-s / 1k env steps"  # type: ignore[attr-defined]
 
 
 # name → (algo, env, total steps, eval interval, best return, threshold). Budgets are the

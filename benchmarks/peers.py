@@ -172,6 +172,14 @@ class Peers:
 
     track_speedup_end_to_end.unit = "x (rlbench/peer)"  # type: ignore[attr-defined]
 
+    def track_time_vs_peer(self, results: Results, algo: str, peer: str) -> float:
+        """rlbench's steady time per env step ÷ the peer's (1 / track_speedup): the gate.
+        Lower is better, so `asv continuous -f 1.1 -b time_vs_peer` fails when rlbench loses
+        >10% of its lead between two commits."""
+        return 1.0 / self._ratio(results, algo, peer, "steady")
+
+    track_time_vs_peer.unit = "x (rlbench time / peer time)"  # type: ignore[attr-defined]
+
     def track_rlbench_sps(self, results: Results, algo: str, peer: str) -> float:
         return results[f"{algo}/rlbench"]["steady"]
 
