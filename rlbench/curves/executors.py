@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlbench.curves.records import ERROR, Job, JobRecord
+from rlbench.curves.records import ERROR, Job, JobRecord, machine, now
 from rlbench.processes import SINGLE_THREAD_ENV, gpu_job_env, kill_group, visible_gpus
 
 OnResult = Callable[[JobRecord], None]
@@ -64,8 +64,10 @@ def run_job(job: Job, run_dir: str | None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 — any trainer failure is this job's "error"
         tail = "".join(traceback.format_exception(exc)[-3:]).strip()
         record = JobRecord(job, ERROR, error=f"{type(exc).__name__}: {exc}\n{tail}").to_dict()
-    # CPU time does not depend on how busy a shared machine is; wall time does.
-    return record | {"cpu_seconds": _cpu_seconds() - cpu_start}
+    # CPU time does not depend on how busy a shared machine is; wall time does. Machine and
+    # finish time are taken where the job ran (a Ray worker's host, not the driver's).
+    return record | {"cpu_seconds": _cpu_seconds() - cpu_start, "machine": machine(),
+                     "finished": now()}
 
 
 def _cpu_seconds() -> float:

@@ -14,11 +14,9 @@ the rest (crashed, interrupted or never started).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -38,6 +36,9 @@ from rlbench.curves.records import (
     JobRecord,
     Reference,
     load_reference,
+    machine,
+    now,
+    provenance,
 )
 from rlbench.curves.report import EntryResult, ReportContext, write_report
 from rlbench.processes import sigterm_as_interrupt
@@ -49,10 +50,6 @@ REFERENCE_DIR = Path(__file__).parent / "references"
 def default_baseline(profile: str) -> Path:
     """The committed reference file of a profile (shipped as package data)."""
     return REFERENCE_DIR / f"{profile}.json"
-
-
-def machine() -> str:
-    return f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()}, {platform.system()})"
 
 
 def load_average() -> float | None:
@@ -70,10 +67,6 @@ def _git_commit() -> str:
     if state["commit"] is None:
         return "?"
     return state["commit"][:7] + ("+dirty" if state["dirty"] else "")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class JobProgress:
@@ -224,7 +217,7 @@ def nightly(
     reference = load_reference(path)
     check_baseline(profile, reference, path)
     runner = make_executor(executor, jobs, address)
-    started, t0, load = _now(), time.monotonic(), load_average()
+    started, t0, load = now(), time.monotonic(), load_average()
     suite = profile.jobs()
     atomic_write_json(out / "manifest.json", {
         "profile": profile.name, "baseline": str(path), "started": started,
@@ -239,10 +232,10 @@ def nightly(
         title=f"rlbench nightly — profile {profile.name}", profile=profile.name,
         rule=profile.rule, baseline=str(path), baseline_meta=reference.meta,
         calibration=reference.calibration,
-        run={"started": started, "finished": _now(), "wall_seconds": time.monotonic() - t0,
+        run={"started": started, "finished": now(), "wall_seconds": time.monotonic() - t0,
              "executor": executor, "jobs": jobs, "n_jobs": len(suite), "resumed": reused,
              "machine": machine(), "load_at_start": load, "git_commit": _git_commit(),
-             "versions": package_versions()},
+             "versions": package_versions(), **provenance(records.values())},
     )
     verdict, code = write_report(out, ctx, entries)
     if progress:
@@ -264,7 +257,7 @@ def calibrate(
     """
     n = len(profile.seeds)
     out: dict[str, Any] = {"rule": profile.rule.to_dict(), "machine": machine(),
-                           "created": _now(), "aa": {}, "power": {}}
+                           "created": now(), "aa": {}, "power": {}}
     for name, pool in reference.items():
         rates = verdict_rates(pool, None, n, pool.n - n, profile.rule, trials)
         out["aa"][name] = rates.to_dict() | {
@@ -294,7 +287,7 @@ def write_reference(
     reference file to `path` and a calibration report (probes vs reference) to `out`."""
     out, path = Path(out), Path(path)
     runner = make_executor(executor, jobs, address)
-    started, t0, load = _now(), time.monotonic(), load_average()
+    started, t0, load = now(), time.monotonic(), load_average()
     suite = profile.reference_jobs()
     records, interrupted, reused = run_jobs(suite, out, runner, resume,
                                             f"reference {profile.name}", progress)
@@ -314,9 +307,14 @@ def write_reference(
         for p in profile.probes}
     calibration = calibrate(profile, ref_sets, fault_sets)
     wall = time.monotonic() - t0
-    meta = {"machine": machine(), "created": _now(), "git_commit": _git_commit(),
+    made = provenance(records.values())
+    meta = {"machine": machine(), "created": now(), "git_commit": _git_commit(),
             "versions": package_versions(), "wall_seconds": wall, "jobs": jobs,
-            "executor": executor, "seeds": list(profile.reference_seeds)}
+            "executor": executor, "seeds": list(profile.reference_seeds),
+            "resumed_jobs": reused, **made}
+    if made["mixed_machines"] and progress:
+        print(f"reference {profile.name}: its jobs ran on {len(made['job_machines'])} machines "
+              f"({', '.join(made['job_machines'])}); the reference records that", file=sys.stderr)
     reference = Reference(profile.name, ref_sets, meta, calibration)
     atomic_write_json(path, reference.to_dict())
     entries = [_judge(p.faulty, _entry_records(p.faulty, profile.seeds, records),
@@ -329,7 +327,7 @@ def write_reference(
         title=f"rlbench reference + calibration — profile {profile.name}", profile=profile.name,
         rule=profile.rule, baseline=str(path), baseline_meta=meta, calibration=calibration,
         reference_written=str(path),
-        run={"started": started, "finished": _now(), "wall_seconds": wall, "executor": executor,
+        run={"started": started, "finished": now(), "wall_seconds": wall, "executor": executor,
              "jobs": jobs, "n_jobs": len(suite), "resumed": reused, "machine": machine(),
              "load_at_start": load},
     )

@@ -9,8 +9,11 @@ sets made by real runs on a named machine, plus the rule's calibration measured 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
+import os
+import platform
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +70,16 @@ class Job:
             other.entry, other.algo, other.seed, other.changes)
 
 
+def machine() -> str:
+    """This host, as records and reports name it."""
+    return f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()}, {platform.system()})"
+
+
+def now() -> str:
+    """UTC now, ISO 8601 to the second (2026-12-02T16:40:00Z)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -83,6 +96,8 @@ class JobRecord:
     sps: float | None = None
     error: str | None = None
     cpu_seconds: float | None = None  # user+system CPU of the job and its child processes
+    machine: str | None = None  # where the job ran (`machine()`)
+    finished: str | None = None  # when it ended (UTC, ISO 8601): resumed suites mix days
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -108,7 +123,8 @@ class JobRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.job.to_dict(), "status": self.status, "steps": list(self.steps),
                 "returns": list(self.returns), "wall_seconds": self.wall_seconds,
-                "sps": self.sps, "error": self.error, "cpu_seconds": self.cpu_seconds}
+                "sps": self.sps, "error": self.error, "cpu_seconds": self.cpu_seconds,
+                "machine": self.machine, "finished": self.finished}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobRecord:
@@ -117,7 +133,22 @@ class JobRecord:
                   float(j.get("timeout_s", 3600.0)))
         return cls(job, d["status"], tuple(int(s) for s in d["steps"]),
                    tuple(float(r) for r in d["returns"]), d.get("wall_seconds"), d.get("sps"),
-                   d.get("error"), d.get("cpu_seconds"))
+                   d.get("error"), d.get("cpu_seconds"), d.get("machine"), d.get("finished"))
+
+
+def provenance(records: Iterable[JobRecord]) -> dict[str, Any]:
+    """Where and when a set of records was made: the machines (with job counts), the first
+    and last finish time, and `mixed_machines` when more than one machine ran them (a
+    resumed or distributed reference mixes machines; its curves then carry machine
+    differences as well as seed noise)."""
+    records = list(records)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.machine or "unknown"] = counts.get(r.machine or "unknown", 0) + 1
+    times = sorted(r.finished for r in records if r.finished)
+    return {"job_machines": dict(sorted(counts.items())),
+            "mixed_machines": len(counts) > 1,
+            "jobs_finished": [times[0], times[-1]] if times else None}
 
 
 @dataclass(frozen=True, eq=False)

@@ -140,6 +140,17 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _provenance_lines(whose: str, made: dict[str, Any]) -> list[str]:
+    """A warning when a set of jobs ran on several machines (resumed elsewhere, or a
+    distributed executor): its curves then differ by machine as well as by seed."""
+    if not made.get("mixed_machines"):
+        return []
+    where = ", ".join(f"{m} ({n} jobs)" for m, n in made.get("job_machines", {}).items())
+    span = made.get("jobs_finished") or ["?", "?"]
+    return [f"**{whose} jobs ran on {len(made.get('job_machines', {}))} machines**: {where}; "
+            f"finished between {span[0]} and {span[-1]}. Machine differences add to seed noise."]
+
+
 def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code: int):
     """The report as (heading, paragraphs, table, images) sections, rendered twice."""
     run = ctx.run
@@ -159,6 +170,7 @@ def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code
         "when the jobs started (a busy machine makes wall times pessimistic).",
         f"Baseline `{ctx.baseline}`, made on {meta.get('machine', '?')} at "
         f"{meta.get('created', '?')} (rlbench commit {meta.get('git_commit', '?')}).",
+        *_provenance_lines("This run's", run), *_provenance_lines("The baseline's", meta),
     ]
     sections = [("Summary", lines, (_SUMMARY_HEADER, _summary_rows(entries)), [])]
     rule_lines = [

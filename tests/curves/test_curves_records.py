@@ -20,6 +20,8 @@ from rlbench.curves.records import (
     JobRecord,
     Reference,
     load_reference,
+    machine,
+    provenance,
 )
 from rlbench.runs import atomic_write_json
 
@@ -128,3 +130,31 @@ def test_curve_set_from_records_aligns_grids() -> None:
 def test_curve_set_rejects_duplicate_seeds() -> None:
     with pytest.raises(ValueError, match="duplicate seeds"):
         CurveSet("x", "dqn", "CartPole-v1", (1, 1), np.array([1, 2]), np.zeros((2, 2)), (0, 1))
+
+
+def test_records_say_where_and_when_they_ran_and_a_set_says_when_machines_mix() -> None:
+    job = Job("dqn/CartPole-v1", "dqn", 0, ())
+    here = JobRecord(job, OK, (500,), (20.0,), machine="a (2 CPUs)", finished="2026-12-01T02:00:00Z")
+    assert JobRecord.from_dict(json.loads(json.dumps(here.to_dict()))) == here
+    # An old record file without the fields still loads.
+    old = {k: v for k, v in here.to_dict().items() if k not in ("machine", "finished")}
+    assert JobRecord.from_dict(old).machine is None
+
+    resumed = JobRecord(Job("dqn/CartPole-v1", "dqn", 1, ()), OK, (500,), (30.0,),
+                        machine="b (16 CPUs)", finished="2026-12-02T03:00:00Z")
+    made = provenance([here, resumed, here])
+    assert made == {"job_machines": {"a (2 CPUs)": 2, "b (16 CPUs)": 1}, "mixed_machines": True,
+                    "jobs_finished": ["2026-12-01T02:00:00Z", "2026-12-02T03:00:00Z"]}
+    assert provenance([here, here])["mixed_machines"] is False
+
+
+def test_run_job_records_the_machine_it_ran_on(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from rlbench.curves.executors import run_job
+
+    job = Job("dqn/probe:1", "dqn", 0, (("env_id", "probe:1"), ("total_steps", 20),
+                                        ("learning_starts", 10), ("eval_interval", 20),
+                                        ("eval_episodes", 1), ("hidden_sizes", (8,))))
+    record = JobRecord.from_dict(run_job(job, str(tmp_path / "run")))
+    assert record.status == OK, record.error
+    assert record.machine == machine() and record.finished and record.finished.endswith("Z")

@@ -144,3 +144,14 @@ def test_report_uncomparable_entry_is_an_error_not_a_crash(tmp_path: Path) -> No
     verdict, code = write_report(tmp_path, _ctx(), [result])
     assert (verdict, code) == ("error", EXIT_UNFINISHED)
     assert "different training budgets" in (tmp_path / "report.md").read_text()
+
+
+def test_report_warns_when_the_baseline_mixes_machines(tmp_path: Path) -> None:
+    reference = curve_set(0.6, 10, seed=1, first_seed=100)
+    ctx = _ctx()
+    ctx.baseline_meta.update(job_machines={"a": 6, "b": 4}, mixed_machines=True,
+                             jobs_finished=["2026-12-01T02:00:00Z", "2026-12-02T03:00:00Z"])
+    write_report(tmp_path, ctx, [_entry("dqn/CartPole-v1", curve_set(0.6, 5, seed=2), reference)])
+    md = (tmp_path / "report.md").read_text()
+    assert "The baseline's jobs ran on 2 machines" in md and "a (6 jobs), b (4 jobs)" in md
+    assert "This run's jobs ran on" not in md  # the run itself did not mix
