@@ -7,6 +7,7 @@ its own process group, so one `killpg` takes the whole tree down on timeout or i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -120,13 +121,15 @@ def parallel(jobs: int, calls: list[Callable[[], Any]]) -> Iterator[Any]:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM raises KeyboardInterrupt: CI cancels with SIGTERM, and the
-    Ctrl-C cleanup (kill children, mark the report incomplete) must run for it too. Outside
-    the main thread signals cannot be set: the block runs unchanged."""
+def sigterm_raises(error: Callable[[int], BaseException] = lambda signum: KeyboardInterrupt()
+                   ) -> Iterator[None]:
+    """Inside the block SIGTERM raises `error(signum)` in the main thread, so the clean-up a
+    Ctrl-C runs (kill children, free shared memory, mark a report incomplete) runs for a
+    CI cancel too. Outside the main thread signals cannot be set: the block runs unchanged
+    (and a block left from another thread, e.g. by a finalizer, restores nothing)."""
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        raise error(signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
@@ -136,4 +139,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM raises KeyboardInterrupt inside the block (`sigterm_raises`)."""
+    return sigterm_raises()

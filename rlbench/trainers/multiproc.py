@@ -16,11 +16,11 @@ Both are independent of the learning algorithm, so they are tested on their own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from rlbench.buffers.shared import LOCK_TIMEOUT_S, SharedArrays
+from rlbench.processes import sigterm_raises
 
 
 def spawn_context() -> Any:
@@ -205,22 +206,21 @@ class ProcessGroup:
         self.procs: dict[str, Any] = {}
         self.results: dict[str, Any] = {}
         self.started: set[str] = set()
-        self._old_sigterm: Any = None
+        self._sigterm: contextlib.AbstractContextManager[None] | None = None
 
     def __enter__(self) -> ProcessGroup:
-        if threading.current_thread() is threading.main_thread():
-            self._old_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
+        # SIGTERM exits with status 128 + 15 through the same clean-up as an exception.
+        self._sigterm = sigterm_raises(lambda signum: SystemExit(128 + signum))
+        self._sigterm.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.stop()
         finally:
-            # A group left by a finalizer may be in another thread, where signal() raises.
-            in_main = threading.current_thread() is threading.main_thread()
-            if self._old_sigterm is not None and in_main:
-                signal.signal(signal.SIGTERM, self._old_sigterm)
-                self._old_sigterm = None
+            if self._sigterm is not None:
+                self._sigterm.__exit__(None, None, None)
+                self._sigterm = None
 
     def spawn(self, name: str, target: Callable[..., Any], *args: Any) -> None:
         """Start `target(worker, *args)` in a new process (target must be importable)."""
@@ -303,6 +303,3 @@ class ProcessGroup:
                 proc.join(timeout=1.0)
         self._receive(0.0)
 
-
-def _raise_system_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
