@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(VENV)/bin/asv check --python=same
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rlbench tests benchmarks scripts
+	$(VENV)/bin/ruff check rlbench tests benchmarks scripts examples
 
 # `make bench` = one quick pass of every asv suite in .venv, recorded under HEAD's hash in
 # .asv/results; `make bench ASV_ARGS=` for full timings, `ASV_ARGS="--quick -b peers"` for
