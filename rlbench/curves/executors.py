@@ -147,14 +147,16 @@ class LocalExecutor:
                     if proc.exitcode is None:
                         _stop_job(proc)
                         on_result(JobRecord(job, ERROR, wall_seconds=elapsed,
-                                            error=f"timed out after {job.timeout_s:.0f} s"))
+                                            error=f"timed out after {job.timeout_s:.0f} s",
+                                            machine=machine(), finished=now()))
                     elif result.is_file():
                         proc.join()
                         on_result(JobRecord.from_dict(_read_json(result)))
                     else:
                         on_result(JobRecord(job, ERROR, wall_seconds=elapsed,
                                             error=f"job process died with exit code {proc.exitcode}"
-                                                  " before writing a result"))
+                                                  " before writing a result",
+                                            machine=machine(), finished=now()))
         finally:  # interrupt or error in on_result: no job outlives the executor
             for proc, *_ in running.values():
                 _stop_job(proc)
@@ -198,11 +200,11 @@ class RayExecutor:
             except ConnectionError as exc:  # --address given but no cluster answers there
                 raise ValueError(f"cannot reach a Ray cluster at --address {self.address}: {exc}") from None
         task = ray.remote(num_cpus=1, max_retries=0)(run_job)
-        now = time.monotonic()
+        submitted = time.monotonic()
         # Ray does not say when a queued task starts; job i starts at the latest after
         # i // jobs earlier waves each ran to their timeout, so its deadline counts those.
         refs = {task.remote(job, str(Path(run_root) / job.id)):
-                (job, now + job.timeout_s * (i // self.jobs + 1)) for i, job in enumerate(jobs)}
+                (job, submitted + job.timeout_s * (i // self.jobs + 1)) for i, job in enumerate(jobs)}
         try:
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1, timeout=self.poll_s)

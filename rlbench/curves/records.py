@@ -137,16 +137,20 @@ class JobRecord:
 
 
 def provenance(records: Iterable[JobRecord]) -> dict[str, Any]:
-    """Where and when a set of records was made: the machines (with job counts), the first
-    and last finish time, and `mixed_machines` when more than one machine ran them (a
-    resumed or distributed reference mixes machines; its curves then carry machine
-    differences as well as seed noise)."""
-    records = list(records)
+    """Where and when the curves of a set of records were made: the machines of its "ok"
+    records (the only ones whose curves are compared) with job counts, their first and last
+    finish time, and `mixed_machines` when more than one machine made them (a reference
+    resumed elsewhere, a distributed executor: its curves then carry machine differences as
+    well as seed noise). Ok records without a machine (written before records kept one)
+    are counted apart, not as another machine."""
+    ok = [r for r in records if r.status == OK]
     counts: dict[str, int] = {}
-    for r in records:
-        counts[r.machine or "unknown"] = counts.get(r.machine or "unknown", 0) + 1
-    times = sorted(r.finished for r in records if r.finished)
+    for r in ok:
+        if r.machine:
+            counts[r.machine] = counts.get(r.machine, 0) + 1
+    times = sorted(r.finished for r in ok if r.finished)
     return {"job_machines": dict(sorted(counts.items())),
+            "jobs_without_machine": sum(1 for r in ok if not r.machine),
             "mixed_machines": len(counts) > 1,
             "jobs_finished": [times[0], times[-1]] if times else None}
 

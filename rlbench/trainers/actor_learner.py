@@ -44,6 +44,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import time
@@ -496,6 +497,10 @@ class ActorLearnerTrainer:
                     name = next(iter(self.group.results))
                     raise ChildProcessFailed(name, "returned before the run was finished")
         except BaseException:
+            # Keep the last publication before the channel goes: policy()/values() after a
+            # failure must show the weights the learner had reached, not the initial ones.
+            with contextlib.suppress(Exception):
+                self._published_agent()
             self.close()
             raise
         self.env_steps = target

@@ -27,7 +27,7 @@ from rlbench.envs import is_discrete, make
 from rlbench.envs.probes import NaNReward, TimeLimitChoice, TimeLimitEval
 
 BUGS = ("", "truncation-terminal", "no-discount", "unseeded", "ignores-nan", "nan-late",
-        "value-jitter")
+        "value-jitter", "nan-unnamed", "opaque-after-error")
 GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)  # the actions a tabular learner tries on a Box space
 
 
@@ -63,6 +63,7 @@ class TabularQ:
         # The "unseeded" bug: exploration draws from an RNG seeded by the OS.
         self.rng = np.random.default_rng(None if config.bug == "unseeded" else [config.seed, 1])
         self.env_steps = 0
+        self.failure: Exception | None = None
         self._obs, _ = self.env.reset()
 
     def _key(self, obs: np.ndarray) -> float:
@@ -78,8 +79,11 @@ class TabularQ:
             i = int(self.rng.integers(self.n))
             next_obs, reward, terminated, truncated, _ = self.env.step(self._env_action(i))
             late = cfg.bug == "nan-late" and not math.isfinite(reward)
+            if not math.isfinite(reward) and cfg.bug == "nan-unnamed":
+                raise ValueError("loss is nan")  # says NaN, not which number
             if not math.isfinite(reward) and cfg.bug not in ("ignores-nan", "nan-late"):
-                raise ValueError(f"non-finite reward {reward} at step {self.env_steps}")
+                self.failure = ValueError(f"non-finite reward {reward} at step {self.env_steps}")
+                raise self.failure
             stop = terminated or (truncated and cfg.bug == "truncation-terminal")
             target = reward + (0.0 if stop else gamma * self.q[self._key(next_obs)].max())
             key = self._key(self._obs)
@@ -91,7 +95,13 @@ class TabularQ:
             if late:  # the "nan-late" bug: the NaN is refused only after it was learned from
                 raise ValueError(f"non-finite reward {reward} at step {self.env_steps}")
 
+    def _opaque(self) -> None:
+        """The "opaque-after-error" learner re-raises its failure on every read."""
+        if self.config.bug == "opaque-after-error" and self.failure is not None:
+            raise ValueError(str(self.failure))
+
     def policy(self) -> Callable[[np.ndarray], Any]:
+        self._opaque()
         return lambda obs: self._env_action(int(np.argmax(self.q[self._key(obs)])))
 
     @property
@@ -100,6 +110,7 @@ class TabularQ:
         return self.config.bug != "value-jitter"
 
     def values(self, obs: np.ndarray) -> np.ndarray:
+        self._opaque()
         q = self.q[self._key(obs)]
         q = np.array([q.max()]) if self.continuous else q.copy()
         if self.config.bug == "value-jitter":  # what an unseeded process schedule does
@@ -178,7 +189,20 @@ def test_nan_refused_only_after_it_was_learned_from_fails() -> None:
     for check in report.checks:  # the error names NaN, but values(0) is already NaN
         assert check.verdict == "fail", check
         assert "only after the NaN reached the learner" in check.reason, check.reason
-        assert "values at obs 0 = [" in check.reason and "nan" in check.reason, check.reason
+        assert "values at obs 0 = [nan" in check.reason, check.reason
+
+
+def test_nan_error_must_name_the_reward() -> None:
+    (check,) = run_battery(_spec("nan-unnamed"), only=["nan-reward"], kinds=["discrete"]).checks
+    assert check.verdict == "fail", check
+    assert "does not say the reward is NaN" in check.reason, check.reason
+
+
+def test_trainer_that_re_raises_its_failure_on_reads_is_unreadable_not_broken() -> None:
+    (check,) = run_battery(_spec("opaque-after-error"), only=["nan-reward"],
+                           kinds=["continuous"]).checks
+    assert check.verdict == "pass", check
+    assert "not checked after the error (it could not be read)" in check.reason, check.reason
 
 
 def test_clean_nan_error_leaves_a_finite_learner(clean_report) -> None:

@@ -143,9 +143,16 @@ def test_records_say_where_and_when_they_ran_and_a_set_says_when_machines_mix() 
     resumed = JobRecord(Job("dqn/CartPole-v1", "dqn", 1, ()), OK, (500,), (30.0,),
                         machine="b (16 CPUs)", finished="2026-12-02T03:00:00Z")
     made = provenance([here, resumed, here])
-    assert made == {"job_machines": {"a (2 CPUs)": 2, "b (16 CPUs)": 1}, "mixed_machines": True,
+    assert made == {"job_machines": {"a (2 CPUs)": 2, "b (16 CPUs)": 1},
+                    "jobs_without_machine": 0, "mixed_machines": True,
                     "jobs_finished": ["2026-12-01T02:00:00Z", "2026-12-02T03:00:00Z"]}
-    assert provenance([here, here])["mixed_machines"] is False
+    # Only ok records made curves: a timeout or an interrupted job (no machine: the parent
+    # wrote it) is not another machine, and an old ok record without one is counted apart.
+    timeout = JobRecord(Job("dqn/CartPole-v1", "dqn", 2, ()), ERROR, error="timed out")
+    interrupted = JobRecord(Job("dqn/CartPole-v1", "dqn", 3, ()), "incomplete")
+    made = provenance([here, here, timeout, interrupted, JobRecord.from_dict(old)])
+    assert made["job_machines"] == {"a (2 CPUs)": 2} and made["mixed_machines"] is False
+    assert made["jobs_without_machine"] == 1
 
 
 def test_run_job_records_the_machine_it_ran_on(tmp_path: Path) -> None:

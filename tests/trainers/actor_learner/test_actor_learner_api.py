@@ -133,3 +133,22 @@ def test_an_unclosed_trainer_is_cleaned_up_when_collected() -> None:
     gc.collect()
     assert all(p.exitcode is not None for p in procs)
     assert _in_dev_shm(segments) == set() and _mapped(segments) == set()
+
+
+def test_after_a_child_failure_policy_and_values_show_the_last_published_weights() -> None:
+    # probe:nan-reward turns its reward NaN after 20 steps per actor env; the actor refuses
+    # it (ChildProcessFailed). Updates start at step 8 and are published every 2, so the
+    # learner has published trained weights by then: reads after the failure must show
+    # them (what `rlbench check`'s nan-reward judges), not the untrained initial weights.
+    config = DQNConfig(env_id="probe:nan-reward", total_steps=200, learning_starts=8,
+                       train_frequency=1, batch_size=4, buffer_size=100, hidden_sizes=(8,),
+                       eval_episodes=1, actors=1, publish_interval=2, seed=0)
+    trainer = ActorLearnerTrainer(config)
+    obs = np.zeros(1, np.float32)
+    initial = trainer.values(obs).copy()
+    with pytest.raises(ChildProcessFailed, match="NaN"):
+        trainer.advance(200)
+    after = trainer.values(obs)
+    assert np.isfinite(after).all(), after
+    assert not np.array_equal(after, initial), (
+        "values after the failure are the initial weights': the last publication was dropped")
