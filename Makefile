@@ -53,7 +53,7 @@ bench: $(STAMP)
 # scripts/dqn_vs_cleanrl.py, in a venv of its own under .peers/ (CleanRL's code reads the
 # gymnasium 0.29 info keys, final_info / final_observation, which our gymnasium 1.x
 # renamed). Torch is ours (CPU 2.13.0, as above), not CleanRL's pin 2.4.1; the other pins
-# come from constraints.txt. The source is `git archive` of a commit, recorded in
+# come from constraints.txt. The source is `git archive` of CLEANRL_REF, recorded in
 # .peers/cleanrl-src/COMMIT: from CLEANRL_SRC (a checkout or a bare repo) when given, else
 # a shallow clone of CLEANRL_URL. Idempotent: `rm -rf .peers` to redo.
 PEERS := .peers
@@ -62,6 +62,9 @@ CLEANRL_PY := $(CLEANRL_VENV)/bin/python
 CLEANRL_DIR := $(PEERS)/cleanrl-src
 CLEANRL_URL ?= https://github.com/vwxyzjn/cleanrl
 CLEANRL_SRC ?=
+# The commit the README's DQN-vs-CleanRL number was measured against (`make peers-cleanrl
+# CLEANRL_REF=HEAD` for CleanRL's newest).
+CLEANRL_REF ?= fe8d8a03c41a7ef5b523e2e354bd01c363e786bb
 CLEANRL_GYMNASIUM ?= 0.29.1
 
 peers-cleanrl: $(CLEANRL_VENV)/.installed $(CLEANRL_DIR)/COMMIT
@@ -80,10 +83,10 @@ $(CLEANRL_DIR)/COMMIT:
 	mkdir -p $(CLEANRL_DIR).tmp
 	set -e; src="$(CLEANRL_SRC)"; \
 	if [ -z "$$src" ]; then \
-	    git clone -q --depth 1 $(CLEANRL_URL) $(PEERS)/cleanrl-clone; src=$(PEERS)/cleanrl-clone; \
+	    git clone -q --filter=blob:none $(CLEANRL_URL) $(PEERS)/cleanrl-clone; src=$(PEERS)/cleanrl-clone; \
 	fi; \
-	git -C "$$src" archive HEAD cleanrl/dqn.py cleanrl_utils | tar -x -C $(CLEANRL_DIR).tmp; \
-	git -C "$$src" rev-parse HEAD > $(CLEANRL_DIR).tmp/COMMIT
+	git -C "$$src" archive $(CLEANRL_REF) cleanrl/dqn.py cleanrl_utils | tar -x -C $(CLEANRL_DIR).tmp; \
+	git -C "$$src" rev-parse $(CLEANRL_REF) > $(CLEANRL_DIR).tmp/COMMIT
 	rm -rf $(PEERS)/cleanrl-clone
 	mv $(CLEANRL_DIR).tmp $(CLEANRL_DIR)
 

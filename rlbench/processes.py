@@ -134,13 +134,16 @@ def sigterm_raises(error: Callable[[int], BaseException] = lambda signum: Keyboa
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone
+        previous = False
+    if previous is False:  # (outside the except: the body's errors get no spurious context)
         yield
         return
     try:
         yield
     finally:
+        # None: the previous handler was not installed from Python; SIG_DFL is the default.
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:

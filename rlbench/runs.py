@@ -92,17 +92,24 @@ def plugin_packages() -> list[str]:
     and the packages they require: a plugin's results depend on its library's version
     (e.g. rlbench-sb3 → stable-baselines3, sbx-rl), so summaries record them too."""
     from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
 
     names: list[str] = []
     for ep in metadata.entry_points(group="rlbench.trainers"):
         if ep.dist is None:
             continue
-        names.append(ep.dist.name)
+        names.append(canonicalize_name(ep.dist.name))
         for line in ep.dist.requires or ():
             try:
-                names.append(Requirement(line).name)
+                req = Requirement(line)
             except InvalidRequirement:
                 continue
+            # Extras' requirements count (an installed sbx-rl matters; absent ones are
+            # skipped by the caller), requirements for another platform or Python do not.
+            marker = req.marker
+            if marker is not None and "extra" not in str(marker) and not marker.evaluate():
+                continue
+            names.append(canonicalize_name(req.name))
     return list(dict.fromkeys(names))
 
 

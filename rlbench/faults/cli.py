@@ -51,9 +51,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             state = "timeout" if run.timed_out else f"exit {run.returncode}"
             print(f"[verify] {name}: {state} in {run.seconds:.1f} s", file=sys.stderr, flush=True)
 
-    with sigterm_as_interrupt():  # so the pytest process groups are killed on CI cancel
-        rows, clean = kill_matrix(faults, jobs=args.jobs, timeout=args.timeout,
-                                  on_result=progress)
+    try:
+        with sigterm_as_interrupt():  # so the pytest process groups are killed on CI cancel
+            rows, clean = kill_matrix(faults, jobs=args.jobs, timeout=args.timeout,
+                                      on_result=progress)
+    except ModuleNotFoundError as exc:  # pytest-reportlog missing: say what to install
+        print(f"rlbench faults verify: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
