@@ -44,26 +44,31 @@ def test_fit_acts_with_the_epsilon_of_the_steps_already_taken() -> None:
                                err_msg="action k (after k env steps) must use epsilon_at(k)")
 
 
+@pytest.mark.parametrize(("env_id", "steps", "min_ends"),
+                         [("CartPole-v1", 400, 5), ("Acrobot-v1", 1_100, 2)])
 @pytest.mark.parametrize("algo", ["dqn", "iqn"])
-def test_the_buffer_holds_exactly_the_envs_transitions_in_order(algo: str) -> None:
-    # CartPole under near-random early actions ends an episode every ~20 steps, so 400
-    # steps cross many episode ends; no update is due (learning_starts > steps).
+def test_the_buffer_holds_exactly_the_envs_transitions_in_order(
+        algo: str, env_id: str, steps: int, min_ends: int) -> None:
+    # CartPole under near-random early actions terminates every ~20 steps; Acrobot under
+    # them runs into its 500-step time limit (truncations). No update is due
+    # (learning_starts > steps). advance(1) per step: resuming must carry the observation
+    # over exactly, also across an episode end at a slice boundary.
     from rlbench.config import IQNConfig
     from rlbench.trainers.iqn_torch import IQNAgent
     from rlbench.trainers.q_learning.loop import QLearningTrainer
     from tests.transitions import assert_buffer_replays_the_env
 
     cls, agent_cls = (DQNConfig, DQNAgent) if algo == "dqn" else (IQNConfig, IQNAgent)
-    steps = 400
-    config = cls(env_id="CartPole-v1", total_steps=steps, learning_starts=steps + 1,
+    config = cls(env_id=env_id, total_steps=steps, learning_starts=steps + 1,
                  train_frequency=4, hidden_sizes=(8,), eval_interval=steps, eval_episodes=1,
-                 buffer_size=1_000, seed=3)
+                 buffer_size=2_000, seed=3)
     trainer = QLearningTrainer(config, agent_cls, algo)
     try:
-        trainer.advance(steps)  # a multiple of train_frequency: every row is flushed
+        for _ in range(steps):  # a multiple of train_frequency: every row is flushed
+            trainer.advance(1)
         stored = trainer.buffer.get(np.arange(len(trainer.buffer)))
     finally:
         trainer.close()
     assert len(stored.reward) == steps
     ends = assert_buffer_replays_the_env(stored, config.env_id, config.seed, f"{algo} loop")
-    assert ends >= 5, f"only {ends} episode ends in {steps} steps: the law was barely tested"
+    assert ends >= min_ends, f"only {ends} episode ends in {steps} steps: the law was barely tested"

@@ -206,7 +206,8 @@ def test_sac_buffer_holds_exactly_the_envs_transitions_in_order() -> None:
     config = TINY.replace(total_steps=steps, learning_starts=steps + 1, eval_interval=steps,
                           seed=5)
     sac = SAC(config)
-    sac.advance(steps)
+    for _ in range(steps):  # one step per call: resuming carries the observation over
+        sac.advance(1)
     sac.train_metrics()  # flushes the staged rows into the device buffer
     n = int(sac.buffer_state.size)
     assert n == steps
