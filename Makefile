@@ -40,10 +40,12 @@ lint: $(STAMP)
 ASV_ARGS ?= --quick
 # `make bench-gate`: the hot paths against the newest pytest-benchmark save (make one with
 # `pytest tests/benchmarks --benchmark-enable --benchmark-autosave` on the base commit);
-# exit 1 when a median is more than 15% slower.
+# exit 1 when a median is more than 15% slower. Same-commit spread on a shared VM is up to 2x:
+# set BENCH_FAIL (e.g. median:100%) there.
+BENCH_FAIL ?= median:15%
 bench-gate: $(STAMP)
 	$(PY) -m pytest tests/benchmarks -p no:cacheprovider --benchmark-enable \
-		--benchmark-compare --benchmark-compare-fail=median:15%
+		--benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL)
 
 bench: $(STAMP)
 	$(VENV)/bin/asv machine --yes > /dev/null
