@@ -201,6 +201,14 @@ class QAgent:
         """Scalar loss of the online network on a converted batch."""
         raise NotImplementedError
 
+    def loss_and_grads(self, tb: TensorBatch) -> torch.Tensor:
+        """`loss(tb)`, with each online parameter's `.grad` set to its gradient (replaced,
+        not accumulated). Subclasses may compute the same gradient faster."""
+        loss = self.loss(tb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
     def q_values_tensor(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values [B, n_actions] of the online network (called under inference mode)."""
         return self.online(obs)
@@ -242,9 +250,7 @@ class QAgent:
         """One gradient step on a numpy batch; returns loss, pre-clip grad norm and LR."""
         tb = self._to_tensors(batch, self.device)
         self._enter_update_mode()
-        loss = self.loss(tb)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = self.loss_and_grads(tb)
         grad_norm = self._clip()
         lr = self.optimizer.param_groups[0]["lr"]  # the LR this step used
         self.optimizer.step()
