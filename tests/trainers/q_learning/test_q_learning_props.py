@@ -17,7 +17,12 @@ from rlbench.config import DQNConfig, IQNConfig
 from rlbench.schedules import decay_steps, lr_factor
 from rlbench.trainers.dqn_torch import DQNAgent
 from rlbench.trainers.iqn_torch import IQNAgent, quantile_huber_loss
-from rlbench.trainers.q_learning import TensorBatch, make_epsilon_schedule, soft_update
+from rlbench.trainers.q_learning import (
+    TensorBatch,
+    hard_update,
+    make_epsilon_schedule,
+    soft_update,
+)
 from rlbench.types import Batch
 
 pytestmark = pytest.mark.law
@@ -47,6 +52,17 @@ def test_soft_update_is_the_convex_combination(shape_list, tau: float, seed: int
         assert torch.equal(o, b)  # the online net is never touched
     if tau == 1.0:
         assert all(torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters()))
+
+
+@pytest.mark.parametrize("how", ["hard", "soft"])
+def test_target_updates_copy_buffers_from_the_online_net(how: str) -> None:
+    # Buffers (e.g. BatchNorm running statistics) are state, not parameters: a target that
+    # keeps its own normalises next_obs with statistics the online net no longer has.
+    online, target = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    online.train()(torch.randn(64, 3) * 5 + 2)  # moves online's running mean and variance
+    hard_update(target, online) if how == "hard" else soft_update(target, online, 0.1)
+    for (name, t), o in zip(target.named_buffers(), online.buffers()):
+        assert torch.equal(t, o), f"{how} update: target buffer {name} is not the online one"
 
 
 def _batch(n: int, seed: int, scale: float = 1.0) -> Batch:
@@ -191,3 +207,33 @@ def test_any_sane_numpy_dtypes_give_the_float32_loss(obs_t, act_t, rew_t, flag_t
     want = agent.loss(reference)
     assert got.dtype == torch.float32
     assert got.item() == want.item()
+
+
+@pytest.mark.parametrize("algo,loss", [("dqn", "mse"), ("dqn", "huber"), ("iqn", None)])
+@given(seed=st.integers(0, 2**16))
+def test_one_small_update_lowers_the_loss_on_its_batch(algo: str, loss: str | None, seed: int
+                                                        ) -> None:
+    # Gradient descent, first order: Adam's first step moves every parameter against its
+    # gradient's sign, so at lr 1e-5 the loss on the same batch (same target net, same
+    # quantile fractions) must drop by ~lr·|grad|_1 >> float32 noise. A step along anything
+    # but the loss's own gradient (a sign flip in DQN's hand-written gradient, a dropped
+    # optimizer step) leaves it or raises it. (A sign flip of loss() itself is
+    # self-consistent here; the loss-value laws in test_td_target_laws.py catch that.)
+    torch.manual_seed(seed)
+    common = dict(learning_rate=1e-5, target_update_interval=10**6, hidden_sizes=(32, 32))
+    agent = (DQNAgent(DQNConfig(loss=loss, **common), (4,), 2, CPU) if algo == "dqn"
+             else IQNAgent(IQNConfig(**common), (4,), 2, CPU))
+    batch = _batch(32, seed, scale=3.0)
+    tb = agent._to_tensors(batch, CPU)
+
+    def loss_now() -> float:
+        torch.manual_seed(seed + 1)  # IQN: the same taus in every evaluation and the update
+        with torch.no_grad():
+            return agent.loss(tb).item()
+
+    before = loss_now()
+    torch.manual_seed(seed + 1)
+    agent.update(batch)
+    after = loss_now()
+    assert after < before, f"{algo} ({loss or 'quantile huber'}): one update did not lower " \
+                           f"the loss on its own batch ({before:.6g} -> {after:.6g})"

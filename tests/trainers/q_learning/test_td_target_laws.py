@@ -114,6 +114,9 @@ def _dqn_agent(double_q: bool) -> DQNAgent:
     torch.manual_seed(0)
     config = DQNConfig(gamma=GAMMA, hidden_sizes=(16, 16), loss="mse", double_q=double_q)
     agent = DQNAgent(config, (OBS_DIM,), N_ACTIONS, CPU)
+    with torch.no_grad():  # a fresh 16-16 net picks nearly the same action everywhere;
+        for p in agent.online.parameters():  # doubled, its greedy action depends on the state
+            p.mul_(2.0)
     _make_target_differ(agent)
     return agent
 
@@ -159,6 +162,14 @@ def test_dqn_td_target_bootstraps_from_the_target_network_with_gamma(double_q: b
             assert (agent.online(nxt).argmax(1) != agent.target(nxt).argmax(1)).any()
         variants["double-Q: the target network picked the action"] = _variants(
             batch, _dqn_bootstrap(agent, batch, False))["correct"]
+        with torch.no_grad():  # ... and where the online net picks differently at obs
+            picks_at = {f: agent.online(torch.as_tensor(getattr(batch, f))).argmax(1)
+                        for f in ("obs", "next_obs")}
+            live = torch.as_tensor(~batch.terminated)
+            assert ((picks_at["obs"] != picks_at["next_obs"]) & live).any()
+            v = agent.target(nxt).double().gather(1, picks_at["obs"][:, None]).squeeze(1)
+        variants["double-Q: the online net picked the action at obs, not next_obs"] = (
+            batch.reward + GAMMA * (1.0 - batch.terminated) * v.numpy())
     _assert_target(_dqn_td_targets(agent, batch), variants, "double DQN" if double_q else "DQN")
 
 
