@@ -66,6 +66,15 @@ def test_buffer_continuous_actions_store_float_vectors() -> None:
     assert batch.action.dtype == np.float32 and batch.action.shape == (2, 2)
 
 
+def test_buffer_accepts_0_1_integer_flags_as_booleans() -> None:
+    # Envs and wrappers often hand flags over as 0/1 ints (np.int64 from a vector env).
+    buf = ReplayBuffer(2, (1,))
+    buf.add(np.zeros(1), 0, 1.0, np.ones(1), np.int64(0), 1)
+    buf.add(np.zeros(1), 1, 1.0, np.ones(1), 1, np.int64(0))
+    assert buf._data["terminated"][:2].tolist() == [False, True], "terminated 0/1 not stored"
+    assert buf._data["truncated"][:2].tolist() == [True, False], "truncated 0/1 not stored"
+
+
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [

@@ -60,3 +60,34 @@ def test_evaluate_result_summary_fields() -> None:
     d = result.to_dict()
     assert d["return_mean"] == 1.0 and d["completed"] == 3 and d["lengths"] == [1, 1, 1]
     assert np.isclose(result.std_return, 0.0)
+
+
+def test_evaluate_sums_rewards_in_float64_whatever_their_dtype() -> None:
+    # numpy 2 keeps float32 + Python float in float32 (NEP 50): an env that returns
+    # np.float32 rewards would otherwise have its returns summed in float32.
+    step = (np.float32(0.1), False, False)
+    env = ScriptedEnv([[step] * 999 + [(np.float32(0.1), True, False)]])
+    result = evaluate(random_policy(env, 0), env, episodes=1, seed=0)
+    want = 1000 * float(np.float32(0.1))
+    assert result.returns[0] == pytest.approx(want, rel=1e-12, abs=0), (
+        f"return {result.returns[0]!r} is not the float64 sum {want!r} of 1000 float32 rewards")
+
+
+def test_q_agent_evaluation_is_not_seeded_like_training() -> None:
+    # Evaluated from the training env's own start states, a policy is graded on episodes
+    # it may have memorised; evaluate_agent must use another seed.
+    pytest.importorskip("torch")
+    import torch
+
+    from rlbench.config import DQNConfig
+    from rlbench.trainers.dqn_torch import DQNAgent
+    from rlbench.trainers.q_learning import evaluate_agent
+
+    config = DQNConfig(env_id="CartPole-v1", seed=3, eval_episodes=1)
+    agent = DQNAgent(config, (4,), 2, torch.device("cpu"))
+    seen: list[np.ndarray] = []
+    agent.greedy_action = lambda obs: seen.append(np.array(obs)) or 0
+    evaluate_agent(agent, config)
+    train_start, _ = make("CartPole-v1").reset(seed=config.seed)
+    assert not np.array_equal(seen[0], train_start), (
+        "the evaluation episode starts where the training env's first episode starts")

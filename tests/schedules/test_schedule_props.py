@@ -12,6 +12,7 @@ from rlbench.schedules import (
     LR_SCHEDULES,
     decay_steps,
     epsilon_at,
+    linear,
     lr_factor,
     periodic_updates_due,
     ratio_updates_due,
@@ -66,3 +67,13 @@ def test_update_rules_agree_at_one_round_every_step(steps, starts, gs) -> None:
     """SAC's ratio rule with utd_ratio = gs and DQN's periodic rule with train_frequency = 1
     and gradient_steps = gs are the same schedule."""
     assert ratio_updates_due(steps, starts, float(gs)) == periodic_updates_due(steps, starts, 1, gs)
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@given(start=finite, end=finite, duration=st.integers(1, 10**6))
+def test_linear_starts_at_start_exactly(start: float, end: float, duration: int) -> None:
+    # end + (start - end) is not always `start` in floats (start=1e-20, end=0.3 gives 0.0),
+    # so step 0 must return `start` itself.
+    assert linear(start, end, duration, 0) == start, "linear(step=0) is not start"

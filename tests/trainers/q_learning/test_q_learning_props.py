@@ -91,6 +91,38 @@ def test_hard_update_copies_only_on_schedule(interval: int, n_updates: int) -> N
                                                          agent.online.parameters()))
 
 
+@given(interval=st.integers(2, 6), n_updates=st.integers(1, 14))
+def test_soft_update_moves_the_target_only_on_schedule(interval: int, n_updates: int) -> None:
+    torch.manual_seed(0)
+    agent = DQNAgent(DQNConfig(target_update="soft", tau=0.5, target_update_interval=interval,
+                               learning_rate=1e-2), (4,), 2, CPU)
+    for k in range(1, n_updates + 1):
+        before = [t.clone() for t in agent.target.parameters()]
+        agent.update(_batch(16, k))
+        changed = not all(torch.equal(b, t) for b, t in zip(before, agent.target.parameters()))
+        assert changed == (k % interval == 0), (
+            f"update {k}: target {'moved' if changed else 'did not move'} with interval {interval}")
+
+
+def test_load_weights_leaves_no_optimizer_state_behind() -> None:
+    # After load_weights(W) the agent must learn exactly as a fresh agent given W: Adam
+    # moments estimated for the overwritten weights would bend the next steps.
+    torch.manual_seed(0)
+    config = DQNConfig(learning_rate=1e-2, hidden_sizes=(16,), lr_schedule="constant",
+                       target_update_interval=10**6)  # no schedule: only the state differs
+    used, fresh = DQNAgent(config, (4,), 2, CPU), DQNAgent(config, (4,), 2, CPU)
+    for k in range(5):
+        used.update(_batch(16, 100 + k))
+    weights = fresh.get_weights()
+    used.load_weights(weights)
+    fresh.load_weights(weights)
+    for k in range(3):
+        used.update(_batch(16, k))
+        fresh.update(_batch(16, k))
+    for (name, a), b in zip(used.online.named_parameters(), fresh.online.parameters()):
+        assert torch.equal(a, b), f"{name}: after load_weights the agent learns unlike a fresh one"
+
+
 @given(
     total=st.integers(1, 5000), frac=st.floats(0.0, 1.0),
     start=st.floats(0.0, 1.0), end_frac=st.floats(0.0, 1.0),
