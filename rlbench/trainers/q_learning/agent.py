@@ -215,7 +215,8 @@ class QAgent:
 
     # -- acting ------------------------------------------------------------------------------
     def _refresh_actor(self) -> None:
-        """Rebuild the numpy fast path (after the parameter tensors were replaced)."""
+        """Rebuild the fast paths that hold the parameter tensors (the numpy acting path
+        here, DQN's hand-written gradient in its override) after the tensors were replaced."""
         fast = NumpyMLP.supports(self.online, self.device) and type(self).q_values_tensor is (
             QAgent.q_values_tensor)
         linears = [m for m in self.online.modules() if isinstance(m, nn.Linear)]
