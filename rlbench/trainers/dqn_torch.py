@@ -90,8 +90,9 @@ ZOO_PRESET = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, lear
                   loss="huber", max_grad_norm=10.0, lr_schedule="constant")
 """rl-baselines3-zoo's tuned CartPole-v1 DQN, in rlbench's fields (zoo copies the target
 every 10 env steps while collecting, i.e. once per 128-update training phase here).
-Measured at 50k steps, seeds 0/1/2: final eval 500 / 441.4 / 500 (first 500 at 45k / 25k /
-40k); the defaults give 192 there. Short of >= 475 on every seed: not a solved preset yet."""
+Measured at 50k steps, seeds 0-4: final eval 500 / 441.4 / 500 / 500 / 107.7 (seed 4 held 500
+at 35-45k, then collapsed); the defaults give 192 there. 3/5 seeds >= 475: not a solved preset
+yet."""
 
 SPEC = TrainerSpec(
     "dqn", {"discrete"}, DQNConfig, functools.partial(make_trainer, agent_cls=DQNAgent, algo="dqn"),
