@@ -7,6 +7,7 @@ run per test."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -174,11 +175,55 @@ def test_bad_input_is_one_line_and_exit_2(case: str, nights: Path, tmp_path: Pat
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-def test_page_renders_in_a_headless_browser(page: Path, tmp_path: Path) -> None:
+def _browser_or_skip() -> str:
     browser = next((b for b in map(shutil.which, BROWSERS) if b), None)
     if browser is None:
         pytest.skip(f"no headless browser installed (looked for {', '.join(BROWSERS)} on PATH); "
-                    "GitHub's ubuntu runners have google-chrome")
+                    "`.ci/run` installs Debian's chromium, GitHub's ubuntu runners have google-chrome")
+    return browser
+
+
+def test_pages_render_in_a_headless_browser(page: Path, nights: Path, tmp_path: Path) -> None:
+    """The history page and a night's report, opened in a real Chromium through Playwright:
+    they load without console or page errors, every plot decodes to a non-empty image, and the
+    report link on the history page opens that night's report. Screenshots go to
+    $RLBENCH_SCREENSHOTS when it is set (for a person to look at), else to tmp_path."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright (test group) not installed")
+    browser_path = _browser_or_skip()
+    shots = Path(os.environ.get("RLBENCH_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                   if m.type in ("error", "warning") else None)
+            tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            tab.on("requestfailed", lambda r: problems.append(f"failed to load {r.url}"))
+            for url, name, n_images in [(page.resolve().as_uri(), "history", 3),
+                                        ((nights / "c-first" / "report.html").resolve().as_uri(), "report", 2)]:
+                tab.goto(url, wait_until="load")
+                sizes = tab.eval_on_selector_all(
+                    "img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+                assert len(sizes) == n_images, (name, sizes)
+                assert all(done and w > 0 and h > 0 for done, w, h in sizes), (name, sizes)
+                tab.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                assert (shots / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+            # The history page's first night link opens a report that renders (relative links).
+            tab.goto(page.resolve().as_uri())
+            tab.click("th.night a >> nth=0")
+            tab.wait_for_load_state("load")
+            assert tab.url.endswith("/c-first/report.html"), tab.url
+            assert tab.eval_on_selector_all("img", "imgs => imgs.every(i => i.naturalWidth > 0)")
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_page_renders_with_the_browser_cli(page: Path, tmp_path: Path) -> None:
+    """Without Playwright: the DOM Chromium builds from the page holds the table and plots."""
+    browser = _browser_or_skip()
     dom = subprocess.run(
         [browser, "--headless", "--disable-gpu", "--no-sandbox", f"--user-data-dir={tmp_path}",
          "--dump-dom", page.resolve().as_uri()],
