@@ -12,6 +12,7 @@ so the report states them for this machine.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,13 +41,27 @@ def resolve_ref(ref: str, repo: Path) -> str:
 
 
 def baseline_from_ref(ref: str, profile: str, out: Path, jobs: int, quiet: bool,
-                      repo: Path | None = None) -> Path:
+                      repo: Path | None = None, resume: bool = False) -> Path:
     """Run REF's `rlbench nightly --write-reference` for `profile` in a temporary worktree;
     return the reference file it wrote under `out`. The worktree is removed on every exit
-    path (its run folders stay under `out/baseline` for the report's links)."""
+    path (its run folders stay under `out/baseline` for the report's links).
+
+    `resume` keeps the baseline jobs an interrupted A/B already finished, but only if they
+    ran REF's same commit (recorded in `out/baseline/ref.json`): a branch name that has
+    moved since would otherwise mix two commits' code in one reference."""
     repo = repo or Path(__file__).resolve().parents[2]
     commit = resolve_ref(ref, repo)
     out = out.resolve()
+    stamp = out / "baseline" / "ref.json"
+    if resume and stamp.is_file():
+        before = json.loads(stamp.read_text()).get("commit")
+        if before != commit:
+            raise ValueError(f"--resume: the stored baseline jobs ran {before}, but "
+                             f"--baseline-ref {ref!r} is now {commit}; re-run without --resume")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"ref": ref, "commit": commit}) + "\n")
+    tmp.replace(stamp)
     worktree = out / "baseline-src"
     if worktree.exists():
         _git("worktree", "remove", "--force", str(worktree), cwd=repo)
@@ -60,7 +75,8 @@ def baseline_from_ref(ref: str, profile: str, out: Path, jobs: int, quiet: bool,
         reference = out / "baseline" / "reference.json"
         cmd = [sys.executable, "-m", "rlbench.cli", "nightly", "--profile", spec,
                "--write-reference", str(reference), "--out", str(out / "baseline"),
-               "--jobs", str(jobs)] + (["--quiet"] if quiet else [])
+               "--jobs", str(jobs)] + (["--quiet"] if quiet else []) + \
+              (["--resume"] if resume else [])
         env = os.environ | {"PYTHONPATH": str(worktree)}
         print(f"[baseline] {ref} = {commit[:12]}: reference seeds in {worktree}",
               file=sys.stderr, flush=True)

@@ -54,7 +54,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             raise ValueError("--baseline and --baseline-ref exclude each other")
         try:
             baseline = baseline_from_ref(args.baseline_ref, str(args.profile), Path(args.out),
-                                         args.jobs, args.quiet)
+                                         args.jobs, args.quiet, resume=args.resume)
         except RuntimeError as exc:  # the baseline side failed: no verdict to give
             print(f"rlbench: error: {exc}", file=sys.stderr)
             return 3

@@ -34,6 +34,20 @@ def test_bad_ref_and_no_repo_are_one_line_errors(tmp_path: Path, capsys) -> None
     assert "exclude each other" in capsys.readouterr().err
 
 
+def test_resume_refuses_baseline_jobs_of_another_commit(tmp_path: Path, capsys) -> None:
+    """An interrupted A/B resumed after REF moved must not mix two commits in one reference."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    stamp = tmp_path / "out" / "baseline" / "ref.json"
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text(json.dumps({"ref": "HEAD", "commit": "0" * 40}))
+    assert main(["nightly", "--profile", "smoke", "--baseline-ref", "HEAD", "--resume",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "stored baseline jobs ran " + "0" * 40 in err and "without --resume" in err
+    assert str(tmp_path / "out" / "baseline-src") not in _worktrees()
+
+
 @pytest.mark.slow
 def test_ab_against_head_is_a_same_code_pass(tmp_path: Path) -> None:
     """The smoke profile A/B against HEAD (~2 min on 2 busy cores): same code, disjoint seeds,
@@ -47,4 +61,11 @@ def test_ab_against_head_is_a_same_code_pass(tmp_path: Path) -> None:
     verdict = json.loads((out / "verdict.json").read_text())
     assert json.loads((out / "baseline" / "reference.json").read_text())["meta"]["git_commit"]
     assert verdict["verdict"] in ("pass", "improved")
+    assert str(out / "baseline-src") not in _worktrees()
+    # Resumed, both sides keep their finished jobs: the baseline records it did.
+    n_jobs = len(list((out / "baseline" / "jobs").glob("*.json")))
+    assert main(["nightly", "--profile", "smoke", "--baseline-ref", "HEAD", "--out", str(out),
+                 "--jobs", "2", "--quiet", "--resume"]) == 0
+    meta = json.loads((out / "baseline" / "reference.json").read_text())["meta"]
+    assert meta["resumed_jobs"] == n_jobs > 0
     assert str(out / "baseline-src") not in _worktrees()
