@@ -46,24 +46,16 @@ def test_a_bad_flag_value_names_the_field(capsys) -> None:
     assert "unrecognized arguments: --actors" in capsys.readouterr().err
 
 
-def test_a_preset_applies_before_the_flags(tmp_path, capsys) -> None:
-    out = tmp_path / "run"
-    assert main(["train", "dqn", "--preset", "zoo", "--env", "probe:1", "--steps", "40",
-                 "--learning-starts", "20", "--train-frequency", "4", "--gradient-steps", "1",
-                 "--eval-episodes", "1", "--quiet", "--out", str(out)]) == 0
-    config = json.loads((out / "summary.json").read_text())["config"]
-    assert config["hidden_sizes"] == [256, 256] and config["loss"] == "huber"  # the preset
-    assert config["learning_starts"] == 20  # the flag wins over the preset
-    capsys.readouterr()
-
-
-def test_iqn_zoo_preset_is_dqns_settings_without_the_td_loss(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("algo, loss", [("dqn", "huber"),
+                                        ("iqn", "mse")])  # IQN: its unused default, not huber
+def test_a_preset_applies_before_the_flags(algo: str, loss: str, tmp_path, capsys) -> None:
     # rl-zoo tunes QR-DQN on CartPole with DQN's values; IQN has no TD-loss choice to set.
     out = tmp_path / "run"
-    assert main(["train", "iqn", "--preset", "zoo", "--env", "probe:1", "--steps", "40",
+    assert main(["train", algo, "--preset", "zoo", "--env", "probe:1", "--steps", "40",
                  "--learning-starts", "20", "--train-frequency", "4", "--gradient-steps", "1",
                  "--eval-episodes", "1", "--quiet", "--out", str(out)]) == 0
     config = json.loads((out / "summary.json").read_text())["config"]
-    assert config["hidden_sizes"] == [256, 256] and config["learning_rate"] == 2.3e-3
-    assert config["loss"] == "mse"  # IQNConfig's unused default, not the DQN preset's huber
+    assert config["hidden_sizes"] == [256, 256] and config["learning_rate"] == 2.3e-3  # the preset
+    assert config["loss"] == loss
+    assert config["learning_starts"] == 20  # the flag wins over the preset
     capsys.readouterr()
