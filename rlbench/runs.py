@@ -32,12 +32,19 @@ _VERSIONED = (
 )
 
 
+_UMASK = os.umask(0o022)  # read the process umask (setting it is the only way), then restore
+os.umask(_UMASK)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temp file in the same folder + rename: readers never see half a file."""
+    """Write via a temp file in the same folder + rename: readers never see half a file.
+    The file gets the permissions a plain open() would give it (mkstemp's are owner-only,
+    which would hide reports and references from a web server or another user)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -62,6 +62,14 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["summary.json"]  # no temp left behind
 
 
+def test_atomic_write_gives_the_permissions_open_would(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_json(tmp_path / "atomic.json", {"a": 1})
+    got, want = ((tmp_path / "atomic.json").stat().st_mode & 0o777, plain.stat().st_mode & 0o777)
+    assert got == want, f"atomic write gave mode {got:o}, open() gives {want:o}"
+
+
 def test_run_recorder_writes_metrics_and_summary(tmp_path: Path) -> None:
     rec = RunRecorder(tmp_path, "dqn", "torch", TrainConfig(env_id="probe:1", seed=2))
     rec.log(10, loss=0.5)
