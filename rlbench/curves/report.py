@@ -151,6 +151,15 @@ def _provenance_lines(whose: str, made: dict[str, Any]) -> list[str]:
             f"finished between {span[0]} and {span[-1]}. Machine differences add to seed noise."]
 
 
+def _resumed_note(made: dict[str, Any]) -> str:
+    """Say when a reference was finished by --resume: its jobs ran at different times."""
+    if not made.get("resumed_jobs"):
+        return ""
+    span = made.get("jobs_finished") or ["?", "?"]
+    return (f"; {made['resumed_jobs']} of its jobs were kept from an interrupted run by "
+            f"--resume, so its jobs finished between {span[0]} and {span[-1]}")
+
+
 def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code: int):
     """The report as (heading, paragraphs, table, images) sections, rendered twice."""
     run = ctx.run
@@ -169,7 +178,8 @@ def _sections(ctx: ReportContext, entries: list[EntryResult], verdict: str, code
         f"on {run.get('machine', '?')}, 1-minute load average {_fmt(run.get('load_at_start'), 2)} "
         "when the jobs started (a busy machine makes wall times pessimistic).",
         f"Baseline `{ctx.baseline}`, made on {meta.get('machine', '?')} at "
-        f"{meta.get('created', '?')} (rlbench commit {meta.get('git_commit', '?')}).",
+        f"{meta.get('created', '?')} (rlbench commit {meta.get('git_commit', '?')})"
+        + _resumed_note(meta) + ".",
         *_provenance_lines("This run's", run), *_provenance_lines("The baseline's", meta),
     ]
     sections = [("Summary", lines, (_SUMMARY_HEADER, _summary_rows(entries)), [])]

@@ -155,3 +155,15 @@ def test_report_warns_when_the_baseline_mixes_machines(tmp_path: Path) -> None:
     md = (tmp_path / "report.md").read_text()
     assert "The baseline's jobs ran on 2 machines" in md and "a (6 jobs), b (4 jobs)" in md
     assert "This run's jobs ran on" not in md  # the run itself did not mix
+    assert "kept from an interrupted run" not in md
+
+
+def test_report_says_when_the_baseline_was_finished_by_resume(tmp_path: Path) -> None:
+    reference = curve_set(0.6, 10, seed=1, first_seed=100)
+    ctx = _ctx()
+    ctx.baseline_meta.update(resumed_jobs=63, mixed_machines=False,
+                             jobs_finished=["2026-12-03T06:11:31Z", "2026-12-03T08:24:47Z"])
+    write_report(tmp_path, ctx, [_entry("dqn/CartPole-v1", curve_set(0.6, 5, seed=2), reference)])
+    md = (tmp_path / "report.md").read_text()
+    assert ("63 of its jobs were kept from an interrupted run by --resume, so its jobs "
+            "finished between 2026-12-03T06:11:31Z and 2026-12-03T08:24:47Z") in md
