@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from rlbench.curves.profiles import builtin_names
+from rlbench.runs import atomic_write_json
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -58,10 +59,7 @@ def baseline_from_ref(ref: str, profile: str, out: Path, jobs: int, quiet: bool,
         if before != commit:
             raise ValueError(f"--resume: the stored baseline jobs ran {before}, but "
                              f"--baseline-ref {ref!r} is now {commit}; re-run without --resume")
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stamp.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"ref": ref, "commit": commit}) + "\n")
-    tmp.replace(stamp)
+    atomic_write_json(stamp, {"ref": ref, "commit": commit})
     worktree = out / "baseline-src"
     if worktree.exists():
         _git("worktree", "remove", "--force", str(worktree), cwd=repo)
