@@ -55,7 +55,8 @@ def test_ab_against_head_is_a_same_code_pass(tmp_path: Path) -> None:
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     out = tmp_path / "ab"
-    rc = main(["nightly", "--profile", "smoke", "--baseline-ref", "HEAD", "--out", str(out),
+    head = resolve_ref("HEAD", REPO)  # one commit for both runs, even if HEAD moves meanwhile
+    rc = main(["nightly", "--profile", "smoke", "--baseline-ref", head, "--out", str(out),
                "--jobs", "2", "--quiet"])
     assert rc == 0
     verdict = json.loads((out / "verdict.json").read_text())
@@ -64,7 +65,7 @@ def test_ab_against_head_is_a_same_code_pass(tmp_path: Path) -> None:
     assert str(out / "baseline-src") not in _worktrees()
     # Resumed, both sides keep their finished jobs: the baseline records it did.
     n_jobs = len(list((out / "baseline" / "jobs").glob("*.json")))
-    assert main(["nightly", "--profile", "smoke", "--baseline-ref", "HEAD", "--out", str(out),
+    assert main(["nightly", "--profile", "smoke", "--baseline-ref", head, "--out", str(out),
                  "--jobs", "2", "--quiet", "--resume"]) == 0
     meta = json.loads((out / "baseline" / "reference.json").read_text())["meta"]
     assert meta["resumed_jobs"] == n_jobs > 0
