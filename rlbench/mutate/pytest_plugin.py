@@ -2,7 +2,8 @@
 
 Switches coverage.py's dynamic context to each test's node id for the whole test
 (setup, call, teardown: fixtures build trainers too), so the data says which tests run
-which lines, and records each test's duration and outcome to the JSON file named by
+which lines (spawned child processes included, through the environment: see
+``CONTEXT_ENV``), and records each test's duration and outcome to the JSON file named by
 ``RLBENCH_MUTATE_TESTS``. pytest-cov's ``--cov-context=test`` does the same context
 switching; this keeps the dependency list to coverage.py itself and gives node ids that
 can be passed back to pytest unchanged.
@@ -15,6 +16,10 @@ import os
 import time
 
 import pytest
+
+CONTEXT_ENV = "RLBENCH_MUTATE_CONTEXT"
+"""Holds the running test's node id: the coverage rc file makes it the static context of
+every child process the test spawns."""
 
 _tests: dict[str, dict] = {}
 
@@ -32,8 +37,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     cov = _coverage()
     if cov is not None:
         cov.switch_context(item.nodeid)
+    os.environ[CONTEXT_ENV] = item.nodeid
     start = time.perf_counter()
-    yield
+    try:
+        yield
+    finally:
+        os.environ.pop(CONTEXT_ENV, None)
     _tests.setdefault(item.nodeid, {"outcome": "passed"})["seconds"] = time.perf_counter() - start
     if cov is not None:
         cov.switch_context("")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlbench.mutate.generate import Mutant
+from rlbench.mutate.pytest_plugin import CONTEXT_ENV
 from rlbench.mutate.runner import kill_group, workspace_env
 
 
@@ -70,8 +71,16 @@ def coverage_command(workdir: Path, data_file: Path, tests_json: Path, pytest_ar
     top-level folders `sources` (e.g. ["rlbench"])."""
     rc = data_file.with_suffix(".rc")
     source = ",".join(str(workdir / s) for s in sources)
+    # Child processes are measured too (the actor/learner's actors and learner run only
+    # there): `multiprocessing` concurrency starts coverage in every spawned child, which
+    # reads this file, so its static context is the test that spawned it (the plugin
+    # exports the node id before each test; a child inherits the environment). `sigterm`
+    # saves a child's data when its group stops it with SIGTERM.
     rc.write_text(f"[run]\ndata_file = {data_file}\nsource = {source}\n"
-                  "omit = */rlbench/mutate/*\n")
+                  "omit = */rlbench/mutate/*\n"
+                  "concurrency = thread,multiprocessing\n"
+                  f"context = ${{{CONTEXT_ENV}-}}\n"
+                  "sigterm = true\n")
     env = {**workspace_env(workdir), "RLBENCH_MUTATE_TESTS": str(tests_json)}
     cmd = [sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest",
            "-p", "rlbench.mutate.pytest_plugin", "-p", "no:cacheprovider", "-q",
@@ -80,19 +89,21 @@ def coverage_command(workdir: Path, data_file: Path, tests_json: Path, pytest_ar
 
 
 def read_coverage(data_file: Path, workdir: Path, into: TestMap) -> None:
-    """Add one pass's per-test line data (paths inside `workdir`) to `into`."""
+    """Add one pass's per-test line data (paths inside `workdir`) to `into`: the pytest
+    process's file and every child's (`data_file.<host>.<pid>.<random>`)."""
     from coverage import CoverageData
 
-    data = CoverageData(basename=str(data_file))
-    data.read()
-    for measured in data.measured_files():
-        try:
-            rel = Path(measured).resolve().relative_to(workdir.resolve()).as_posix()
-        except ValueError:
-            continue
-        per_line = into.lines.setdefault(rel, defaultdict(set))
-        for line, contexts in data.contexts_by_lineno(measured).items():
-            per_line[line].update(c for c in contexts if c)
+    for path in sorted(data_file.parent.glob(data_file.name + "*")):
+        data = CoverageData(basename=str(path))
+        data.read()
+        for measured in data.measured_files():
+            try:
+                rel = Path(measured).resolve().relative_to(workdir.resolve()).as_posix()
+            except ValueError:
+                continue
+            per_line = into.lines.setdefault(rel, defaultdict(set))
+            for line, contexts in data.contexts_by_lineno(measured).items():
+                per_line[line].update(c for c in contexts if c)
 
 
 def read_tests(tests_json: Path, into: TestMap) -> None:

@@ -253,6 +253,51 @@ def test_end_to_end_kills_one_keeps_one_and_never_touches_the_project(tmp_path: 
     assert [r.detail for r in eq] == ["reviewed in this test"] and again.score == 1.0
 
 
+CHILD_CODE = """\
+import multiprocessing as mp
+
+
+def _child(queue, reward, done, next_v, gamma):
+    queue.put(reward + gamma * (1.0 - done) * next_v)
+
+
+def td_target_in_a_child(reward, done, next_v, gamma):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, reward, done, next_v, gamma))
+    proc.start()
+    value = queue.get(timeout=60)
+    proc.join()
+    return value
+"""
+CHILD_TEST = """\
+from tinyrl.child import td_target_in_a_child
+
+
+def test_terminal_transitions_do_not_bootstrap_in_the_child():
+    assert td_target_in_a_child(1.0, 1.0, 5.0, 0.5) == 1.0
+"""
+
+
+def test_lines_run_only_in_a_spawned_child_are_covered_and_their_mutants_judged(
+    tmp_path: Path,
+) -> None:
+    # The actor/learner's loops run only in spawned children: the coverage pass must see
+    # them, or every mutant there is "not covered" however strong the tests are.
+    root = _tiny_project(tmp_path / "proj")
+    (root / "tinyrl" / "td.py").unlink()
+    (root / "tests" / "test_td.py").unlink()
+    (root / "tinyrl" / "child.py").write_text(CHILD_CODE)
+    (root / "tests" / "test_child.py").write_text(CHILD_TEST)
+    config = Settings(root=root, paths=["tinyrl"], tests=["tests"], ignore=[],
+                      operators=["done-ignored"], workers=1, preload=("pytest",),
+                      min_score=0.0, test_map=tmp_path / "map.json")
+    report = run(config, log=lambda s: None)
+    assert [(r.mutant.line, r.status) for r in report.results] == [(5, "killed")]
+    lines = json.loads(config.test_map.read_text())["lines"]["tinyrl/child.py"]
+    assert lines["5"] == ["tests/test_child.py::test_terminal_transitions_do_not_bootstrap_in_the_child"]
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
     from rlbench.cli import main
 
