@@ -15,6 +15,11 @@ rlbench adds its own probes (each also with a ``-continuous`` variant), used by
 * ``probe:timelimit-eval`` — every episode is cut at a known step with a known return
   (the evaluation protocol must end episodes there);
 * ``probe:nan-reward`` — the reward turns NaN after a few steps (a trainer must refuse it).
+
+Conventions every probe keeps (tests/envs check them): observations take only the values
+each docstring lists; the observation after a terminal step is 0 (what a trainer that
+bootstraps through termination reads is fixed, so a probe test's expected numbers are);
+only the ``timelimit`` probes ever truncate.
 """
 
 from __future__ import annotations
@@ -109,9 +114,9 @@ class TwoStepDiscount(_Probe):
 
     def step(self, action):
         self._action_value(action)
-        if self._t == 0:
-            self._t, self._obs = 1, 1.0
-            return self._o(1.0), 0.0, False, False, {}
+        if self._obs == 0.0:  # the observation is the whole state: 0 first, 1 second
+            self._obs = 1.0
+            return self._o(self._obs), 0.0, False, False, {}
         return self._o(0.0), 1.0, True, False, {}
 
 

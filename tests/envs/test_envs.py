@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlbench.envs import is_discrete, list_envs, make
+from rlbench.envs import is_discrete, list_envs, list_probe_ids, make
 from rlbench.envs.dmc import DMCEnv
 
 
@@ -66,6 +66,54 @@ def test_dmc_time_limit_is_truncation_not_termination(swingup: DMCEnv) -> None:
     flags = [swingup.step(np.zeros(1))[2:4] for _ in range(1000)]
     assert all(flags[i] == (False, False) for i in range(999))
     assert flags[-1] == (False, True)  # terminated=False, truncated=True at step 1000
+    # Stepping past the end is the caller's bug; dm_control then starts its next episode
+    # with reward None, which the adapter reports as 0 rather than crashing.
+    _, reward, terminated, truncated, _ = swingup.step(np.zeros(1))
+    assert (reward, terminated, truncated) == (0.0, False, False)
+
+
+def test_dmc_steps_are_the_raw_tasks_steps_with_the_action_mapped() -> None:
+    # The adapter's whole contract in one rollout: observations are dm_control's dict
+    # flattened in key order, rewards are dm_control's rewards, actions in [-1, 1] (clipped
+    # first) land affinely on the action spec. The raw task runs beside it, same seed.
+    from dm_control import suite
+
+    env = DMCEnv("cartpole", "swingup")
+    raw = suite.load("cartpole", "swingup", task_kwargs={"random": 3})
+    low, high = raw.action_spec().minimum, raw.action_spec().maximum
+    flat = lambda ts: np.concatenate([np.asarray(v, np.float32).ravel() for v in ts.observation.values()])
+    obs, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(obs, flat(raw.reset()))
+    rng = np.random.default_rng(0)
+    rewards = []
+    for _ in range(200):
+        a = rng.uniform(-1.5, 1.5, size=1)
+        obs, reward, terminated, truncated, _ = env.step(a)
+        ts = raw.step(low + (np.clip(a, -1.0, 1.0) + 1.0) / 2.0 * (high - low))
+        np.testing.assert_array_equal(obs, flat(ts))
+        assert reward == ts.reward and (terminated, truncated) == (False, False)
+        rewards.append(reward)
+    assert max(rewards) > 0.0  # swingup pays for the pole's height: not all zeros
+
+
+def test_dmc_observation_space_counts_scalar_entries_once() -> None:
+    # walker's "height" is a scalar (shape ()) beside vector entries: it is one number.
+    env = make("dmc:walker-stand")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape == (24,)
+
+
+def test_dmc_reset_with_a_seed_restarts_that_seeds_episode_whatever_ran_before() -> None:
+    def rollout(env: DMCEnv, seed: int | None) -> np.ndarray:
+        out = [env.reset(seed=seed)[0]]
+        out += [env.step(np.full(1, 0.5))[0] for _ in range(20)]
+        return np.stack(out)
+
+    used = DMCEnv("cartpole", "swingup", seed=1)
+    rollout(used, None)
+    np.testing.assert_array_equal(rollout(used, 7), rollout(DMCEnv("cartpole", "swingup"), 7))
+    # Without a seed, reset continues the task's random stream: a new start state.
+    assert not np.array_equal(rollout(used, None)[0], rollout(used, None)[0])
 
 
 def test_dmc_action_mapping_is_affine_onto_the_action_spec() -> None:
@@ -76,6 +124,7 @@ def test_dmc_action_mapping_is_affine_onto_the_action_spec() -> None:
     np.testing.assert_allclose(env.map_action([0.0]), [2.0])
     np.testing.assert_allclose(env.map_action([1.0]), [6.0])
     np.testing.assert_allclose(env.map_action([5.0]), [6.0])  # clipped first
+    np.testing.assert_allclose(env.map_action([-5.0]), [-2.0])
     with pytest.raises(ValueError, match="non-finite"):
         env.map_action([np.nan])
 
@@ -158,6 +207,7 @@ def test_probe4_continuous_reward_is_the_clipped_action() -> None:
     for a in (-1.0, -0.3, 0.0, 0.7, 1.0):
         assert _episode(env, [np.array([a])])[0][1] == pytest.approx(a)
     assert _episode(env, [np.array([3.0])])[0][1] == 1.0
+    assert _episode(env, [np.array([-3.0])])[0][1] == -1.0
 
 
 def test_probe5_reward_depends_on_obs_and_action() -> None:
@@ -181,3 +231,36 @@ def test_probe_rejects_invalid_actions() -> None:
         make("probe:4").step(2)
     with pytest.raises(ValueError):
         make("probe:4-continuous").step(np.array([np.nan]))
+
+
+# Per probe (without "-continuous"): the observations its docstring lists, and what the
+# observation after a truncation is (only the timelimit probes truncate).
+PROBE_OBSERVATIONS = {
+    "1": {0.0}, "2": {-1.0, 1.0}, "3": {0.0, 1.0}, "4": {0.0}, "5": {-1.0, 1.0},
+    "timelimit": {0.0}, "timelimit-choice": {0.0, 1.0}, "timelimit-eval": {0.0},
+    "nan-reward": {0.0},
+}
+OBS_AFTER_TRUNCATION = {"timelimit": 0.0, "timelimit-choice": 1.0, "timelimit-eval": 0.0}
+
+
+@pytest.mark.parametrize("probe_id", [p.removeprefix("probe:") for p in list_probe_ids()])
+def test_probe_observations_are_documented_terminal_ones_are_0_and_only_time_limits_truncate(
+    probe_id: str,
+) -> None:
+    name = probe_id.removesuffix("-continuous")
+    env = make(f"probe:{probe_id}")
+    for seed in range(10):
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        for _ in range(25):
+            assert float(obs[0]) in PROBE_OBSERVATIONS[name], f"observation {obs} of probe:{probe_id}"
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated:
+                assert not truncated and float(obs[0]) == 0.0, f"terminal step of probe:{probe_id}"
+                break
+            if truncated:
+                assert float(obs[0]) == OBS_AFTER_TRUNCATION.get(name), (
+                    f"probe:{probe_id} truncated (only the timelimit probes may), next obs {obs}")
+                break
+        else:
+            pytest.fail(f"probe:{probe_id} ran 25 steps without ending an episode")
