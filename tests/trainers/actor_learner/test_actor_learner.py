@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
 
+from rlbench import trainers
 from rlbench.config import DQNConfig, IQNConfig
 from rlbench.trainers import actor_learner
 from rlbench.trainers.multiproc import ChildProcessFailed
@@ -135,7 +136,9 @@ def test_actor_learner_actor_crash_raises_with_child_traceback(tmp_path) -> None
     raises with that message and the actor's traceback."""
     config = DQNConfig(**TINY | {"actors": 1, "env_id": "tests.nan_env:NaNRewardCartPole-v0"})
     with pytest.raises(ChildProcessFailed) as info:
-        actor_learner.train(config, out_dir=tmp_path, progress=False)
+        # Through the public entry point: one actor is still the actor/learner trainer
+        # (run in-process, the NaN would be a plain ValueError from the single loop).
+        trainers.train("dqn", config, out_dir=tmp_path)
     err = info.value
     assert err.child.startswith("actor-")
     assert "ValueError: reward: contains NaN or inf" in str(err)

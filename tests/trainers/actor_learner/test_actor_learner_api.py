@@ -110,7 +110,8 @@ def test_a_crashed_actor_surfaces_from_advance_and_the_trainer_closes() -> None:
     `tests.nan_env.NAN_AFTER` steps): `advance` raises it with the actor's traceback, having
     stopped the learner and freed the segments."""
     config = DQNConfig(**SMALL | {"actors": 1, "env_id": "tests.nan_env:NaNRewardCartPole-v0"})
-    trainer = ActorLearnerTrainer(config)
+    trainer = api.make_trainer("dqn", config)
+    assert isinstance(trainer, ActorLearnerTrainer), "actors=1 must mean one actor process"
     segments = _segments(trainer)
     with pytest.raises(ChildProcessFailed) as info:
         trainer.advance(1_000)
