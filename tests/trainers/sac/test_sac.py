@@ -1,5 +1,6 @@
 """The SAC trainer's loop: write-back, update counting, reward scaling, K = 1 equivalence,
-determinism, buffer diagnostics, config validation.
+determinism, buffer diagnostics, config validation, and the run's records (when it logs
+and evaluates, what its metrics and value report say, that evaluation is seeded apart).
 
 Every trainer here uses one tiny configuration so the jitted functions (keyed on a static,
 hashable learner) compile once for the whole module.
@@ -215,3 +216,89 @@ def test_sac_buffer_holds_exactly_the_envs_transitions_in_order() -> None:
     ends = assert_buffer_replays_the_env(stored, config.env_id, config.seed, "SAC loop",
                                          to_env=sac._to_env)
     assert ends == 2
+
+
+def test_sac_run_records_say_what_happened(tmp_path) -> None:
+    # 250 warm-up steps (no update due): Pendulum truncates at 200, so one episode ends.
+    # log_interval 60 and eval_interval 100 do not divide 250: the last step adds a record.
+    import json
+
+    from tests.transitions import assert_buffer_replays_the_env
+
+    steps = 250
+    config = TINY.replace(total_steps=steps, learning_starts=steps + 1, eval_interval=100,
+                          log_interval=60, seed=2)
+    sac = SAC(config)
+    summary = sac.run(out_dir=tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [60, 120, 180, 240, 250], (
+        "log at every multiple of log_interval and at total_steps, nowhere else")
+    assert [e["step"] for e in summary["eval_history"]] == [100, 200, 250], (
+        "evaluate at every multiple of eval_interval and at total_steps, nowhere else")
+
+    n = int(sac.buffer_state.size)
+    stored = Batch(*(np.asarray(field)[:n] for field in sac.buffer_state.data))
+    assert assert_buffer_replays_the_env(stored, config.env_id, config.seed, "SAC run",
+                                         to_env=sac._to_env) == 1
+    first_episode = float(np.sum(stored.reward[:200], dtype=np.float64))
+    last = [r for r in rows if r["kind"] == "train"][-1]
+    assert (last["episodes"], sac.metrics()["episodes"]) == (1, 1.0)
+    assert last["episode_return"] == pytest.approx(first_episode, rel=1e-5), (
+        "the logged episode return is not the sum of the finished episode's rewards")
+    assert sac.metrics()["episode_return"] == pytest.approx(first_episode, rel=1e-5)
+
+
+def test_sac_evaluation_is_not_seeded_like_training() -> None:
+    # Evaluated from the training env's own start states, a policy is graded on episodes
+    # it may have memorised; the evaluation env must be seeded apart.
+    config = TINY.replace(total_steps=10, learning_starts=11, eval_interval=10, seed=3)
+    sac = SAC(config)
+    seen: list[np.ndarray] = []
+    sac.policy = lambda: (lambda obs: seen.append(np.array(obs)) or np.zeros(1, np.float32))
+    sac.run()
+    train_start, _ = make(config.env_id).reset(seed=config.seed)
+    assert seen, "the run never evaluated"
+    assert not np.array_equal(seen[0], train_start), (
+        "the evaluation episode starts where the training env's first episode starts")
+
+
+def test_sac_value_report_is_the_clipped_double_q_at_the_greedy_action() -> None:
+    from rlbench.trainers.sac_jax import greedy
+
+    sac = SAC(TINY)
+    leaves = jax.tree.leaves(nnx.state(sac.model.actor))
+    for obs in PROBE_OBS[:3]:
+        a = greedy(sac.actor_graphdef, sac._actor_treedef, leaves, jnp.asarray(obs))
+        q1, q2 = (float(np.asarray(q).reshape(())) for q in
+                  sac.model.critic(jnp.asarray(obs)[None], jnp.reshape(a, (1, -1))))
+        assert q1 != q2, "independently initialised critics agree: the law was not tested"
+        assert sac.values(obs) == pytest.approx([min(q1, q2)], rel=1e-6), (
+            f"values() reports {sac.values(obs)}, not min(Q1, Q2) = min({q1}, {q2})")
+
+
+def test_sac_flattens_any_box_observation() -> None:
+    # A (3, 1) float64 observation: the buffer rows, the acting input and the observation
+    # after a reset (Pendulum truncates at 200) are all the flat float32 vector.
+    from tests.transitions import assert_buffer_replays_the_env
+
+    steps = 220
+    config = TINY.replace(env_id="tests.odd_envs:ColumnObsPendulum-v0", total_steps=steps,
+                          learning_starts=steps - 8, eval_interval=steps, seed=4)
+    sac = SAC(config)
+    sac.advance(steps)
+    assert sac.updates > 0, "no update ran: acting from the actor was not exercised"
+    assert sac._obs.shape == (3,) and sac._obs.dtype == np.float32
+    sac.train_metrics()
+    n = int(sac.buffer_state.size)
+    stored = Batch(*(np.asarray(field)[:n] for field in sac.buffer_state.data))
+    assert assert_buffer_replays_the_env(stored, config.env_id, config.seed, "SAC loop",
+                                         to_env=sac._to_env) == 1
+
+
+def test_sac_stops_at_a_non_finite_observation() -> None:
+    from tests.odd_envs import NAN_AFTER
+
+    sac = SAC(TINY.replace(env_id="tests.odd_envs:NaNObsPendulum-v0"))
+    with pytest.raises(ValueError, match=f"non-finite transition at step {NAN_AFTER}"):
+        sac.advance(NAN_AFTER + 5)
+    assert sac.env_steps == NAN_AFTER, "the non-finite transition was counted as a step"
