@@ -26,3 +26,19 @@ def test_a_block_is_within_the_learners_allowed_lag(tf, gs, publish, starts, see
     assert 1 <= block <= ACTOR_BLOCK
     # The learner caught up with every written step (= `seen`): the next block is claimable.
     assert updates_due(seen + block, config) - updates_due(seen, config) <= max_ahead
+
+
+@given(tf=st.integers(1, 64), gs=st.integers(1, 8), publish=st.integers(1, 50))
+def test_a_block_is_the_longest_the_bounds_allow(tf, gs, publish) -> None:
+    # Every block costs lock round trips; a shorter one than the bounds allow only slows
+    # the actors. Below ACTOR_BLOCK a block is a whole number of train_frequency periods.
+    config = DQNConfig(train_frequency=tf, gradient_steps=gs, publish_interval=publish)
+    max_ahead = max(publish, gs)
+    block = actor_block(config, max_ahead)
+    if tf >= ACTOR_BLOCK:
+        assert block == ACTOR_BLOCK
+        return
+    assert block % tf == 0 and block >= tf, "a block is a positive number of update periods"
+    longer = block + tf
+    assert longer > ACTOR_BLOCK or longer // tf * gs > max_ahead, (
+        f"block {block}: {longer} steps also fit within ACTOR_BLOCK and max_ahead updates")
