@@ -212,8 +212,7 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
             return chosen, timeout_for(chosen)
 
         def timeout_for(tests: list[str]) -> float:
-            baseline = sum(test_map.seconds.get(t, 1.0) for t in tests)
-            return settings.timeout_factor * baseline + settings.timeout_slack
+            return settings.timeout_factor * test_map.cost(tests) + settings.timeout_slack
 
         def on_result(m: Mutant, outcome) -> None:
             detail = outcome.detail
@@ -249,10 +248,9 @@ def _within_budget(tests: list[str], test_map: TestMap, budget: float | None) ->
     """The leading `tests` whose baseline seconds fit in `budget` (at least one)."""
     if budget is None:
         return tests
-    out, used = [], 0.0
+    out: list[str] = []
     for t in tests:
-        used += test_map.seconds.get(t, 1.0)
-        if out and used > budget:
+        if out and test_map.cost([*out, t]) > budget:
             break
         out.append(t)
     return out

@@ -27,31 +27,65 @@ from rlbench.mutate.runner import kill_group, workspace_env
 @dataclass
 class TestMap:
     """Per file (relative posix path) and line, the node ids of the tests that ran it,
-    plus each test's baseline duration and the tests that failed on clean code."""
+    plus each test's baseline duration, the tests that failed on clean code, and the
+    shared (class/module/package-scoped) fixtures each test uses."""
 
     lines: dict[str, dict[int, set[str]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
+    shared: dict[str, list[str]] = field(default_factory=dict)  # test -> fixture keys
+    _memo: tuple[int, dict[str, set[str]]] | None = field(
+        default=None, init=False, repr=False, compare=False)
+
+    def _groups(self) -> dict[str, set[str]]:
+        """fixture key -> the tests using it (rebuilt when `shared` grows)."""
+        if self._memo is None or self._memo[0] != len(self.shared):
+            groups: dict[str, set[str]] = defaultdict(set)
+            for test, keys in self.shared.items():
+                for key in keys:
+                    groups[key].add(test)
+            self._memo = (len(self.shared), groups)
+        return self._memo[1]
 
     def tests_for(self, mutant: Mutant) -> list[str]:
-        """Tests executing any line of the mutant's statement, fastest first; tests that
-        fail on clean code are left out (they would "kill" every mutant)."""
+        """Tests executing any line of the mutant's statement, fastest first, and every
+        test sharing a class/module/package-scoped fixture with one of them (coverage
+        credits a shared fixture's work to the first test that built it; the others check
+        it); tests that fail on clean code are left out (they would "kill" every mutant)."""
         by_line = self.lines.get(mutant.file, {})
         found: set[str] = set()
         for line in range(mutant.span[0], mutant.span[1] + 1):
             found |= by_line.get(line, set())
+        groups = self._groups()
+        for test in list(found):
+            for key in self.shared.get(test, ()):
+                found |= groups[key]
         found -= self.failing
         return sorted(found, key=lambda t: (self.seconds.get(t, 0.0), t))
+
+    def cost(self, tests: list[str]) -> float:
+        """Baseline seconds of running `tests` alone: their own times, plus, per shared
+        fixture group whose builder (its slowest test) is not among them, that builder's
+        time, since whichever test of the group runs first builds the fixture again."""
+        total = sum(self.seconds.get(t, 1.0) for t in tests)
+        chosen, groups = set(tests), self._groups()
+        for key in {k for t in tests for k in self.shared.get(t, ())}:
+            builder = max(groups[key], key=lambda t: self.seconds.get(t, 0.0))
+            if builder not in chosen:
+                total += self.seconds.get(builder, 1.0)
+                chosen.add(builder)  # one rebuild per group
+        return total
 
     def to_dict(self) -> dict:
         return {"lines": {f: {str(k): sorted(v) for k, v in d.items()}
                           for f, d in self.lines.items()},
-                "seconds": self.seconds, "failing": sorted(self.failing)}
+                "seconds": self.seconds, "failing": sorted(self.failing),
+                "shared": self.shared}
 
     @classmethod
     def from_dict(cls, d: dict) -> TestMap:
         return cls({f: {int(k): set(v) for k, v in m.items()} for f, m in d["lines"].items()},
-                   d["seconds"], set(d["failing"]))
+                   d["seconds"], set(d["failing"]), d.get("shared", {}))
 
 
 def split_test_files(test_files: list[str], n: int, root: Path) -> list[list[str]]:
@@ -111,6 +145,8 @@ def read_tests(tests_json: Path, into: TestMap) -> None:
         return
     for nodeid, entry in json.loads(tests_json.read_text()).items():
         into.seconds[nodeid] = float(entry.get("seconds", 0.0))
+        if entry.get("shared"):
+            into.shared[nodeid] = list(entry["shared"])
         if entry.get("outcome") == "failed":
             into.failing.add(nodeid)
 

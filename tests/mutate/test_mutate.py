@@ -298,6 +298,56 @@ def test_lines_run_only_in_a_spawned_child_are_covered_and_their_mutants_judged(
     assert lines["5"] == ["tests/test_child.py::test_terminal_transitions_do_not_bootstrap_in_the_child"]
 
 
+SHARED_TEST = """\
+import pytest
+
+from tinyrl.td import td_target
+
+
+@pytest.fixture(scope="module")
+def target():
+    return td_target(1.0, 1.0, 5.0, 0.5)  # built once, in the first test that asks
+
+
+def test_the_target_is_a_number(target):
+    assert isinstance(target, float)
+
+
+def test_terminal_transitions_do_not_bootstrap(target):
+    assert target == 1.0
+"""
+
+
+def test_a_mutant_of_a_shared_fixtures_work_runs_every_test_that_reads_it(
+    tmp_path: Path,
+) -> None:
+    # A module-scoped fixture runs its code inside the first test that needs it, so
+    # coverage credits only that test; the test that checks the value must be selected too.
+    root = _tiny_project(tmp_path / "proj")
+    (root / "tests" / "test_td.py").write_text(SHARED_TEST)
+    config = Settings(root=root, paths=["tinyrl"], tests=["tests"], ignore=[],
+                      operators=["done-ignored"], workers=1, preload=("pytest",),
+                      min_score=0.0, test_map=tmp_path / "map.json")
+    report = run(config, log=lambda s: None)
+    assert [r.status for r in report.results] == ["killed"]
+    assert "test_terminal_transitions_do_not_bootstrap" in report.results[0].detail
+    assert len(json.loads(config.test_map.read_text())["lines"]["tinyrl/td.py"]["2"]) == 1, (
+        "the law was not tested: coverage saw both tests run the line")
+
+
+def test_a_shared_fixtures_rebuild_is_charged_once_to_the_budget() -> None:
+    from rlbench.mutate.engine import _within_budget
+    from rlbench.mutate.selection import TestMap
+
+    # "build" built the module fixture (10 s); "read" only reads it (0.1 s).
+    tm = TestMap(seconds={"build": 10.0, "read": 0.1, "other": 0.2},
+                 shared={"build": ["m::fx"], "read": ["m::fx"]})
+    assert tm.cost(["read"]) == pytest.approx(10.1), "running `read` alone rebuilds the fixture"
+    assert tm.cost(["read", "build"]) == pytest.approx(10.1)
+    assert tm.cost(["other"]) == pytest.approx(0.2)
+    assert _within_budget(["other", "read"], tm, 5.0) == ["other"]
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
     from rlbench.cli import main
 
