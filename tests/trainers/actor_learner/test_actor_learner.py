@@ -81,6 +81,20 @@ def test_actor_learner_policy_lag_within_publish_interval(run) -> None:
     # At write time the learner can only have moved on: per transition, lag at write >= lag.
     assert summary["policy_lag_at_write_max"] >= summary["policy_lag_max"]
     assert summary["policy_lag_at_write_mean"] >= summary["policy_lag_mean"]
+    # The run's figures are the actors' own, pooled over every step they made.
+    actors = summary["actor_results"]
+    steps = sum(a["steps"] for a in actors)
+    assert summary["policy_lag_max"] == max(a["lag_max"] for a in actors)
+    assert summary["policy_lag_at_write_max"] == max(a["write_lag_max"] for a in actors)
+    assert summary["policy_lag_mean"] == pytest.approx(sum(a["lag_sum"] for a in actors) / steps)
+    assert summary["policy_lag_at_write_mean"] == pytest.approx(
+        sum(a["write_lag_sum"] for a in actors) / steps)
+
+
+def test_actor_learner_stepping_rate_leaves_out_start_up(run) -> None:
+    # sps_stepping times first step to last completed allowance, inside the run's wall time.
+    _, summary, _ = _finished(run)
+    assert summary["sps_stepping"] is not None and summary["sps_stepping"] >= summary["sps"] > 0
 
 
 @pytest.mark.detects("stale-actor-weights", "epsilon-not-published")
