@@ -81,7 +81,10 @@ def test_dmc_steps_are_the_raw_tasks_steps_with_the_action_mapped() -> None:
     env = DMCEnv("cartpole", "swingup")
     raw = suite.load("cartpole", "swingup", task_kwargs={"random": 3})
     low, high = raw.action_spec().minimum, raw.action_spec().maximum
-    flat = lambda ts: np.concatenate([np.asarray(v, np.float32).ravel() for v in ts.observation.values()])
+
+    def flat(ts) -> np.ndarray:
+        return np.concatenate([np.asarray(v, np.float32).ravel() for v in ts.observation.values()])
+
     obs, _ = env.reset(seed=3)
     np.testing.assert_array_equal(obs, flat(raw.reset()))
     rng = np.random.default_rng(0)

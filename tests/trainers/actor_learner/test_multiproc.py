@@ -106,10 +106,11 @@ def test_process_group_child_exception_reaches_parent_with_traceback() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_process_group_silent_child_death_is_reported() -> None:
-    with pytest.raises(ChildProcessFailed, match="exit code 3") as info, \
+@pytest.mark.parametrize("code", [3, 0])  # 0: a clean exit without a result is a failure too
+def test_process_group_silent_child_death_is_reported(code: int) -> None:
+    with pytest.raises(ChildProcessFailed, match=f"exited \\(exit code {code}\\)") as info, \
             ProcessGroup(torch_threads=None) as group:
-        group.spawn("vanisher", _exit_silently, 3)
+        group.spawn("vanisher", _exit_silently, code)
         while True:
             group.poll()
     assert info.value.child == "vanisher"

@@ -84,6 +84,14 @@ def test_dqn_hand_written_gradient_is_autograd_of_the_loss(
 def test_dqn_with_mode_dependent_layers_keeps_autograd(change: dict) -> None:
     agent = DQNAgent(DQNConfig(**change), (4,), 2, CPU)
     assert agent._mlp_grad is None, f"{change}: MLPGrad knows only Linear and ReLU"
+    # The autograd path reports the batch's TD loss (same dropout draws: same torch seed).
+    tb = agent._to_tensors(_batch(np.random.default_rng(0), 16, 4, 2), CPU)
+    torch.manual_seed(1)
+    want = agent.loss(tb).item()
+    torch.manual_seed(1)
+    got = agent.loss_and_grads(tb).item()
+    assert got == pytest.approx(want, rel=1e-6) and got > 0, (
+        f"{change}: the update reports {got}, not the batch's loss {want}")
 
 
 def test_dqn_fast_path_follows_replaced_modules() -> None:
