@@ -134,3 +134,24 @@ def test_metrics_report_the_last_evaluation_and_the_recent_episodes() -> None:
     assert out == {"loss": 0.5, "updates": 7.0, "episodes": 3.0, "epsilon": 0.25,
                    "episode_return": 3.0, "eval_return": 70.0}, (
         "metrics must be the last evaluation (70) and the mean of the last `window` episodes (3)")
+
+
+def test_evaluation_is_not_seeded_like_training() -> None:
+    # Evaluated from the training env's own start states, a policy is graded on episodes
+    # it may have memorised; the evaluation env must be seeded apart.
+    from rlbench.envs import make
+    from rlbench.trainers.q_learning.agent import evaluate_agent
+
+    config = DQNConfig(env_id="CartPole-v1", eval_episodes=1, seed=3)
+    seen: list[np.ndarray] = []
+
+    class Spy:
+        def greedy_action(self, obs: np.ndarray) -> int:
+            seen.append(np.array(obs))
+            return 0
+
+    evaluate_agent(Spy(), config)  # type: ignore[arg-type]
+    train_start, _ = make(config.env_id).reset(seed=config.seed)
+    assert seen, "the evaluation never acted"
+    assert not np.array_equal(seen[0], train_start), (
+        "the evaluation episode starts where the training env's first episode starts")

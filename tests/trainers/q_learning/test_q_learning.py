@@ -85,11 +85,19 @@ def test_batch_to_tensors_dtypes_and_device() -> None:
         ("terminated", np.full(32, 0.5), "0/1"),
         ("reward", np.zeros(31, np.float32), "entries"),
         ("obs", np.array(["a"] * 32), "numbers"),
+        ("next_obs", np.zeros((32, 3), np.float32), "obs/next_obs: need equal shapes"),
+        ("next_obs", np.float32(0.0), "obs/next_obs: need equal shapes"),
+        ("obs", np.float32(0.0), "obs/next_obs: need equal shapes"),
     ],
 )
 def test_batch_to_tensors_rejects_bad_batches(field: str, value: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         batch_to_tensors(_batch()._replace(**{field: value}), CPU)
+
+
+def test_batch_to_tensors_takes_a_batch_of_one() -> None:
+    one = Batch(*(np.asarray(v)[:1] for v in _batch()))
+    assert batch_to_tensors(one, CPU).obs.shape == (1, 4)
 
 
 # -- weight copy (detector: stale-optimizer) ---------------------------------------------------
