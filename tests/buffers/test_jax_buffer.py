@@ -56,6 +56,8 @@ def test_jax_buffer_stores_what_was_added() -> None:
     stats = buf.stats(state)
     assert stats["zero_obs_fraction"] == 0.0
     assert (stats["reward_min"], stats["reward_max"], stats["reward_mean"]) == (1.0, 5.0, 3.0)
+    # Row 3 terminated, row 5 was cut by a time limit: each flag is counted on its own.
+    assert (stats["terminated_fraction"], stats["truncated_fraction"]) == pytest.approx((0.2, 0.2))
 
 
 def test_jax_buffer_add_batch_inside_jit_stores_rows() -> None:
