@@ -42,6 +42,17 @@ def test_weight_channel_round_trip_with_version_and_epsilon(channel) -> None:
     assert (channel.seq, channel.version, channel.epsilon) == (1, 30, 0.2)
 
 
+def test_a_channel_rebuilt_from_its_pickled_state_reads_the_publication(channel) -> None:
+    # What a spawned child holds: a channel made by __setstate__ from __getstate__'s dict
+    # (pickling itself needs a spawn in progress, for the lock).
+    clone = WeightChannel.__new__(WeightChannel)
+    clone.__setstate__(channel.__getstate__())
+    channel.publish(_filled(7), version=70, epsilon=0.5)
+    arrays, seq, version, epsilon = clone.read()
+    assert (clone.seq, seq, version, epsilon) == (0, 0, 70, 0.5)
+    np.testing.assert_array_equal(arrays["w"], _filled(7)["w"])
+
+
 def test_weight_channel_rejects_mismatched_or_older_sets(channel) -> None:
     channel.publish(_filled(1), version=5, epsilon=1.0)
     with pytest.raises(ValueError, match="expected arrays"):
