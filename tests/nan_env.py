@@ -6,21 +6,11 @@ actor processes find it too."""
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
+
+from tests.odd_envs import NaNAfter
 
 NAN_AFTER = 150  # steps (per env instance) before the first NaN reward
 
-
-class NaNRewardCartPole(gym.Wrapper):
-    def __init__(self) -> None:
-        super().__init__(gym.make("CartPole-v1"))
-        self.steps = 0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.steps += 1
-        return obs, np.nan if self.steps > NAN_AFTER else reward, terminated, truncated, info
-
-
 if "NaNRewardCartPole-v0" not in gym.registry:
-    gym.register("NaNRewardCartPole-v0", entry_point=NaNRewardCartPole)
+    gym.register("NaNRewardCartPole-v0", entry_point=NaNAfter,
+                 kwargs={"env_id": "CartPole-v1", "field": "reward", "after": NAN_AFTER})

@@ -1,14 +1,15 @@
-"""Pendulums with observations a trainer must cope with: a column-shaped float64 one (a
-trainer flattens what it gets) and one that turns NaN (a trainer stops with an error
-naming the step). Importing this module registers ``tests.odd_envs:ColumnObsPendulum-v0``
-and ``tests.odd_envs:NaNObsPendulum-v0``."""
+"""Envs with data a trainer must cope with: a Pendulum with a column-shaped float64
+observation (a trainer flattens what it gets) and wrappers whose observation or reward
+turns NaN after some steps (a trainer stops with an error naming the step). Importing this
+module registers ``tests.odd_envs:ColumnObsPendulum-v0`` and
+``tests.odd_envs:NaNObsPendulum-v0``; ``tests.nan_env`` registers a NaN-reward CartPole."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 
-NAN_AFTER = 30  # steps (per env instance) before the first NaN observation
+NAN_AFTER = 30  # steps (per env instance) before NaNObsPendulum's first NaN observation
 
 
 class ColumnObsPendulum(gym.ObservationWrapper):
@@ -22,20 +23,29 @@ class ColumnObsPendulum(gym.ObservationWrapper):
         return np.asarray(observation, np.float64).reshape(3, 1)
 
 
-class NaNObsPendulum(gym.Wrapper):
-    """Pendulum-v1 whose observations are NaN after `NAN_AFTER` steps (rewards stay finite)."""
+class NaNAfter(gym.Wrapper):
+    """`env_id` whose observations (`field="obs"`) or rewards (`field="reward"`) are NaN
+    after `after` steps of this instance; everything else stays as the env gives it."""
 
-    def __init__(self) -> None:
-        super().__init__(gym.make("Pendulum-v1"))
-        self.steps = 0
+    def __init__(self, env_id: str, field: str, after: int) -> None:
+        super().__init__(gym.make(env_id))
+        if field not in ("obs", "reward"):
+            raise ValueError(f"NaNAfter: field must be 'obs' or 'reward', got {field!r}")
+        self.field, self.after, self.steps = field, after, 0
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.steps += 1
-        return (np.full_like(obs, np.nan) if self.steps > NAN_AFTER else obs,
-                reward, terminated, truncated, info)
+        if self.steps > self.after:
+            if self.field == "obs":
+                obs = np.full_like(obs, np.nan)
+            else:
+                reward = np.nan
+        return obs, reward, terminated, truncated, info
 
 
-for _name, _cls in (("ColumnObsPendulum-v0", ColumnObsPendulum), ("NaNObsPendulum-v0", NaNObsPendulum)):
-    if _name not in gym.registry:
-        gym.register(_name, entry_point=_cls, max_episode_steps=200)
+if "ColumnObsPendulum-v0" not in gym.registry:
+    gym.register("ColumnObsPendulum-v0", entry_point=ColumnObsPendulum, max_episode_steps=200)
+if "NaNObsPendulum-v0" not in gym.registry:
+    gym.register("NaNObsPendulum-v0", entry_point=NaNAfter, max_episode_steps=200,
+                 kwargs={"env_id": "Pendulum-v1", "field": "obs", "after": NAN_AFTER})
