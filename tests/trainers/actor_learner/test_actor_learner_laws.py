@@ -38,26 +38,11 @@ from rlbench.trainers.actor_learner import (
 )
 from rlbench.trainers.multiproc import WeightChannel
 from rlbench.trainers.q_learning import make_agent, planned_updates
+from tests.stand_ins import RecordingWorker
 from tests.transitions import assert_buffer_replays_the_env
 
 pytestmark = pytest.mark.law
 ENV = "CartPole-v1"
-
-
-class _Worker:
-    """Stands in for `multiproc.Worker`: keeps the messages; asked to stop from the
-    `stop_after`-th `should_stop()` call on (never, by default)."""
-
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.messages: list[tuple[str, Any]] = []
-        self.stop_after, self.asked = stop_after, 0
-
-    def send(self, kind: str, payload: Any = None) -> None:
-        self.messages.append((kind, payload))
-
-    def should_stop(self) -> bool:
-        self.asked += 1
-        return self.stop_after is not None and self.asked > self.stop_after
 
 
 def _record_publications(channel: WeightChannel) -> list[tuple[int, float]]:
@@ -75,7 +60,11 @@ def _record_publications(channel: WeightChannel) -> list[tuple[int, float]]:
 
 def _weights(config: DQNConfig, torch_seed: int) -> dict[str, np.ndarray]:
     torch.manual_seed(torch_seed)
-    return _numpy_weights(make_agent(config, make(config.env_id), torch.device("cpu")))
+    env = make(config.env_id)
+    try:
+        return _numpy_weights(make_agent(config, env, torch.device("cpu")))
+    finally:
+        env.close()
 
 
 def test_weights_digest_names_every_key_and_byte() -> None:
@@ -132,19 +121,19 @@ def test_an_actor_stores_its_envs_transitions_and_holds_the_publication() -> Non
     channel = WeightChannel(published, ctx=ctx)
     try:
         channel.publish(published, version=version, epsilon=epsilon)
-        actor = Actor(config, 1, buffer, channel, counters, _Worker())
+        actor = Actor(config, 1, buffer, channel, counters, RecordingWorker())
         try:
             result = actor.run()
         finally:
             actor.env.close()
         assert result["steps"] == steps == len(buffer)
         # Actor i's env is seeded seed + (i + 1) * stride: its episodes can be replayed.
-        ends = assert_buffer_replays_the_env(buffer.get(np.arange(steps)), ENV,
-                                             config.seed + 2 * ACTOR_SEED_STRIDE, "actor 1")
+        stored = buffer.get(np.arange(steps))
+        ends = assert_buffer_replays_the_env(stored, ENV, config.seed + 2 * ACTOR_SEED_STRIDE,
+                                             "actor 1")
         assert result["episodes"] == ends
         # Each episode record names the global step it ended at (steps count from 1).
-        ends_at = [i + 1 for i, row in enumerate(buffer.get(np.arange(steps)).truncated
-                                                  | buffer.get(np.arange(steps)).terminated) if row]
+        ends_at = [i + 1 for i, end in enumerate(stored.terminated | stored.truncated) if end]
         assert [p["step"] for kind, p in actor.worker.messages if kind == "episode"] == ends_at, (
             "episode records do not name the step each episode ended at")
         assert (buffer.versions(np.arange(steps)) == version).all(), (
@@ -184,7 +173,7 @@ def test_the_learner_updates_on_schedule_publishes_and_reports_replay_age() -> N
     counters.learner_finished.set()
     channel = WeightChannel(_weights(config, torch_seed=0), ctx=ctx)
     try:
-        worker = _Worker()
+        worker = RecordingWorker()
         learner = Learner(config, buffer, channel, counters, worker)
         published = _record_publications(channel)
         result = learner.run()
@@ -228,7 +217,7 @@ def test_an_actor_asked_to_stop_claims_no_more_steps() -> None:
     channel = WeightChannel(weights, ctx=ctx)
     try:
         channel.publish(weights, version=0, epsilon=1.0)
-        actor = Actor(config, 0, buffer, channel, counters, _Worker(stop_after=0))
+        actor = Actor(config, 0, buffer, channel, counters, RecordingWorker(stop_after=0))
         try:
             result = actor.run()
         finally:
@@ -260,7 +249,7 @@ def test_a_waiting_learner_republishes_epsilon_every_publish_period_of_steps() -
         for written in (period - 1, period):
             while len(buffer) < written:
                 buffer.add_batch(zeros, [0], [1.0], zeros, [False], [False])
-            learner = Learner(config, buffer, channel, counters, _Worker(stop_after=30))
+            learner = Learner(config, buffer, channel, counters, RecordingWorker(stop_after=30))
             published = _record_publications(channel)
             result = learner.run()
             del channel.publish  # the class's method again

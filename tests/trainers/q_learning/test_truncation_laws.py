@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from rlbench.envs import make
+from tests.stand_ins import RecordingWorker
 
 TIMELIMIT_STEPS = 24
 
@@ -101,19 +102,6 @@ def test_batch_conversion_keeps_truncated_rows_non_terminal() -> None:
 
 
 # -- actor/learner: an actor's storage path, in process -----------------------------------
-class _Worker:
-    """Stands in for `multiproc.Worker`: never asked to stop; messages are kept."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, Any]] = []
-
-    def send(self, kind: str, payload: Any = None) -> None:
-        self.messages.append((kind, payload))
-
-    def should_stop(self) -> bool:
-        return False
-
-
 @pytest.mark.parametrize("env_id", ["probe:timelimit", "probe:1"])
 def test_actor_stores_time_limit_cuts_as_truncated_and_terminations_as_terminal(
     env_id: str,
@@ -139,7 +127,7 @@ def test_actor_stores_time_limit_cuts_as_truncated_and_terminations_as_terminal(
         template = _numpy_weights(make_agent(config, make(env_id), torch.device("cpu")))
         channel = WeightChannel(template, ctx=ctx)
         channel.publish(template, version=0, epsilon=1.0)
-        actor = Actor(config, 0, buffer, channel, counters, _Worker())
+        actor = Actor(config, 0, buffer, channel, counters, RecordingWorker())
         result = actor.run()
         actor.env.close()
         assert result["steps"] == TIMELIMIT_STEPS
