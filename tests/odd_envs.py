@@ -1,8 +1,10 @@
 """Envs with data a trainer must cope with: a Pendulum with a column-shaped float64
 observation (a trainer flattens what it gets) and wrappers whose observation or reward
 turns NaN after some steps (a trainer stops with an error naming the step). Importing this
-module registers ``tests.odd_envs:ColumnObsPendulum-v0`` and
-``tests.odd_envs:NaNObsPendulum-v0``; ``tests.nan_env`` registers a NaN-reward CartPole."""
+module registers ``tests.odd_envs:ColumnObsPendulum-v0``,
+``tests.odd_envs:NaNObsPendulum-v0`` and ``tests.odd_envs:ShortCartPole-v0`` (CartPole cut
+by a 7-step time limit: truncations within a few dozen steps); ``tests.nan_env`` registers a
+NaN-reward CartPole."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 NAN_AFTER = 30  # steps (per env instance) before NaNObsPendulum's first NaN observation
+SHORT_TIME_LIMIT = 7  # ShortCartPole's episode cut
 
 
 class ColumnObsPendulum(gym.ObservationWrapper):
@@ -49,3 +52,6 @@ if "ColumnObsPendulum-v0" not in gym.registry:
 if "NaNObsPendulum-v0" not in gym.registry:
     gym.register("NaNObsPendulum-v0", entry_point=NaNAfter, max_episode_steps=200,
                  kwargs={"env_id": "Pendulum-v1", "field": "obs", "after": NAN_AFTER})
+if "ShortCartPole-v0" not in gym.registry:
+    gym.register("ShortCartPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
+                 max_episode_steps=SHORT_TIME_LIMIT)

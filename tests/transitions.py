@@ -26,8 +26,10 @@ def assert_buffer_replays_the_env(stored: Batch, env_id: str, seed: int, where: 
         row = f"{where}: stored row {i}"
         np.testing.assert_array_equal(
             stored.obs[i], np.asarray(obs, np.float32).reshape(stored.obs[i].shape),
-            err_msg=f"{row}: obs is not the observation the env was in (obs/next_obs mixed "
-                    "up, or the loop does not carry next_obs over)")
+            err_msg=f"{row}: obs is not the observation the env was in "
+                    + ("(the previous row ended an episode: the loop did not reset the env "
+                       "there)" if i and (stored.terminated[i - 1] or stored.truncated[i - 1])
+                       else "(obs/next_obs mixed up, or the loop does not carry next_obs over)"))
         action = stored.action[i]
         next_obs, reward, terminated, truncated, _ = env.step(to_env(np.asarray(action)))
         assert np.isclose(stored.reward[i], reward, rtol=1e-6, atol=1e-6), (

@@ -571,10 +571,10 @@ class ActorLearnerTrainer:
 
     # -- internals -------------------------------------------------------------------------
     def _check_open(self, what: str) -> None:
+        if self._finishing:  # checked first: after finish() the trainer is closed too
+            raise RuntimeError(f"{what}: the actor/learner run was finished (finish() called)")
         if not self._release.alive:
             raise RuntimeError(f"{what}: the actor/learner trainer is closed")
-        if self._finishing:
-            raise RuntimeError(f"{what}: the actor/learner run is finished")
 
     def _published_agent(self) -> QAgent:
         """The local agent, holding the latest publication while the trainer is open."""

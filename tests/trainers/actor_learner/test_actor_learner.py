@@ -22,7 +22,7 @@ from rlbench.trainers.multiproc import ChildProcessFailed
 from rlbench.trainers.q_learning import planned_updates
 
 TINY = dict(
-    total_steps=2_000, learning_starts=300, train_frequency=2, eval_interval=1_000,
+    total_steps=2_000, learning_starts=300, train_frequency=2, eval_interval=800,
     eval_episodes=2, buffer_size=5_000, batch_size=32, hidden_sizes=(32, 32),
     exploration_fraction=0.25, log_interval=500, actors=2, publish_interval=5,
 )
@@ -66,6 +66,8 @@ def test_actor_learner_run_finishes_on_the_single_process_schedule(run) -> None:
     assert actor_learner.updates_due(config.total_steps, config) == planned_updates(config)
     saved = json.loads((out / "summary.json").read_text())
     assert {"policy_lag_mean", "policy_lag_max", "final_eval_return", "sps"} <= saved.keys()
+    # Evaluated at every eval_interval and at total_steps (not a multiple of it here).
+    assert [e["step"] for e in saved["eval_history"]] == [800, 1_600, 2_000]
     assert [e["completed"] for e in saved["eval_history"]][-1] == config.eval_episodes
     kinds = [json.loads(line)["kind"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"episode", "train", "eval"} <= set(kinds)

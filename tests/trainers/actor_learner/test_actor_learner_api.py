@@ -11,6 +11,7 @@ guards.
 from __future__ import annotations
 
 import gc
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
+
+import torch  # noqa: E402  (after the skip)
 
 from rlbench import api
 from rlbench.config import DQNConfig
@@ -29,7 +32,7 @@ from rlbench.trainers.actor_learner import (
     weights_digest,
 )
 from rlbench.trainers.multiproc import ChildProcessFailed
-from rlbench.trainers.q_learning import make_epsilon_schedule
+from rlbench.trainers.q_learning import make_agent, make_epsilon_schedule
 
 SMALL = dict(
     total_steps=2_000, learning_starts=300, train_frequency=2, eval_episodes=2,
@@ -153,3 +156,59 @@ def test_after_a_child_failure_policy_and_values_show_the_last_published_weights
     assert np.isfinite(after).all(), after
     assert not np.array_equal(after, initial), (
         "values after the failure are the initial weights': the last publication was dropped")
+
+
+@pytest.mark.timeout(300)
+def test_a_trainer_finished_at_step_zero_holds_the_seeds_initial_weights() -> None:
+    """Before any step: the parent runs `torch_threads` torch threads, `env_steps` is 0,
+    `advance(0)` is a no-op, and `values()` are the seed's initial network (what the learner
+    publishes as version 0), read before that publication arrives or after. `finish()` at
+    step 0 reports no updates and no stepping rate (nothing was stepped), keeps `values()`
+    on the final publication, and a later `advance` names the finished run."""
+    config = DQNConfig(**SMALL | {"actors": 1, "torch_threads": 1})
+    obs = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
+    env = make(config.env_id)
+    torch.manual_seed(config.seed)  # exactly how the trainer and the learner build theirs
+    initial = make_agent(config, env, torch.device("cpu")).q_values(obs[None])[0]
+    env.close()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        trainer = ActorLearnerTrainer(config)
+        try:
+            assert torch.get_num_threads() == config.torch_threads
+            assert trainer.env_steps == 0
+            np.testing.assert_array_equal(trainer.values(obs), initial)
+            trainer.advance(0)
+            assert trainer.env_steps == 0 and trainer.counters.allowance.value == 0
+            summary = trainer.finish()
+        finally:
+            trainer.close()
+    finally:
+        torch.set_num_threads(threads)
+    assert summary["steps"] == 0 and summary["updates"] == 0
+    assert summary["sps_stepping"] is None, "a run that never stepped has no stepping rate"
+    assert summary["learner"]["version"] == 0
+    assert weights_digest(_numpy_weights(trainer.agent)) == summary["learner"]["weights_digest"]
+    np.testing.assert_array_equal(trainer.values(obs), initial)
+    with pytest.raises(RuntimeError, match="finished"):
+        trainer.advance(10)
+
+
+@pytest.mark.timeout(300)
+def test_metrics_after_finish_carry_the_learners_last_logged_train_row(tmp_path) -> None:
+    """The learner's train rows reach the parent as messages; `finish()` drains them all, so
+    `metrics()` then holds the last one's losses (the row metrics.jsonl ends with)."""
+    config = DQNConfig(**SMALL | {"actors": 1, "log_interval": 200})
+    trainer = ActorLearnerTrainer(config, out_dir=tmp_path)
+    try:
+        trainer.advance(700)
+        trainer.finish()
+    finally:
+        trainer.close()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train][-1] >= 600, train
+    metrics = trainer.metrics()
+    assert "loss" in metrics, f"metrics() lack the learner's train row: {sorted(metrics)}"
+    assert metrics["loss"] == pytest.approx(train[-1]["loss"])

@@ -12,7 +12,9 @@ other side's shared state set by hand, so every number has one exact expected va
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,7 @@ from tests.transitions import assert_buffer_replays_the_env
 
 pytestmark = pytest.mark.law
 ENV = "CartPole-v1"
+SHORT = "tests.odd_envs:ShortCartPole-v0"  # CartPole cut by a 7-step time limit
 
 
 def _record_publications(channel: WeightChannel) -> list[tuple[int, float]]:
@@ -107,11 +110,13 @@ def test_versioned_pending_stores_each_transition_with_its_version() -> None:
                                       err_msg="a stored transition lost its policy version")
 
 
-def test_an_actor_stores_its_envs_transitions_and_holds_the_publication() -> None:
+@pytest.mark.parametrize("env_id", [ENV, SHORT])
+def test_an_actor_stores_its_envs_transitions_and_holds_the_publication(env_id: str) -> None:
     # No update is due (learning_starts > total_steps), so the actor never waits on a
     # learner; the learner is 2 updates past the published version 3 the whole time.
+    # SHORT cuts every episode by a time limit: the actor must end and reset it there too.
     steps, version, epsilon, learner_updates = 40, 3, 0.25, 5
-    config = DQNConfig(env_id=ENV, total_steps=steps, learning_starts=steps + 1,
+    config = DQNConfig(env_id=env_id, total_steps=steps, learning_starts=steps + 1,
                        hidden_sizes=(8, 8), buffer_size=64, actors=2, seed=5)
     ctx = multiprocessing.get_context("spawn")
     buffer = SharedReplayBuffer(config.buffer_size, (4,), ctx=ctx)
@@ -129,8 +134,10 @@ def test_an_actor_stores_its_envs_transitions_and_holds_the_publication() -> Non
         assert result["steps"] == steps == len(buffer)
         # Actor i's env is seeded seed + (i + 1) * stride: its episodes can be replayed.
         stored = buffer.get(np.arange(steps))
-        ends = assert_buffer_replays_the_env(stored, ENV, config.seed + 2 * ACTOR_SEED_STRIDE,
-                                             "actor 1")
+        ends = assert_buffer_replays_the_env(stored, env_id,
+                                             config.seed + 2 * ACTOR_SEED_STRIDE, "actor 1")
+        if env_id == SHORT:
+            assert stored.truncated.any(), "no time-limit cut in the stored steps: test too short"
         assert result["episodes"] == ends
         # Each episode record names the global step it ended at (steps count from 1).
         ends_at = [i + 1 for i, end in enumerate(stored.terminated | stored.truncated) if end]
@@ -262,3 +269,79 @@ def test_a_waiting_learner_republishes_epsilon_every_publish_period_of_steps() -
     finally:
         channel.close()
         buffer.close()
+
+
+def _lone_actor(config: DQNConfig, counters: Counters) -> tuple[Actor, Any]:
+    """An actor in this process with version 0 published; returns (actor, cleanup)."""
+    ctx = multiprocessing.get_context("spawn")
+    buffer = SharedReplayBuffer(config.buffer_size, (4,), ctx=ctx)
+    weights = _weights(config, torch_seed=0)
+    channel = WeightChannel(weights, ctx=ctx)
+    channel.publish(weights, version=0, epsilon=1.0)
+    actor = Actor(config, 0, buffer, channel, counters, RecordingWorker())
+
+    def cleanup() -> None:
+        actor.env.close()
+        channel.close()
+        buffer.close()
+
+    return actor, cleanup
+
+
+def test_an_actor_accounts_each_held_transitions_lag_at_write() -> None:
+    # Three held transitions acted with versions 3, 1 and 7, written while the learner is
+    # at 5: lags at write 2, 4 and 0 (a version ahead of the read count is no lag).
+    config = DQNConfig(env_id=ENV, hidden_sizes=(8, 8), buffer_size=64, actors=1)
+    ctx = multiprocessing.get_context("spawn")
+    counters = Counters(ctx.Value("q", 0), ctx.Value("q", 5, lock=False), ctx.Event())
+    actor, cleanup = _lone_actor(config, counters)
+    try:
+        obs = np.zeros(4, np.float32)
+        for version in (3, 1, 7):
+            actor.pending.add(obs, 0, 1.0, obs, False, False, version=version)
+        actor.flush()
+        assert len(actor.buffer) == 3 and actor.pending.n == 0
+        assert (actor.write_lag_sum, actor.write_lag_max) == (6, 4), (
+            "write lag is not the learner's count minus each transition's version, summed and "
+            "maximised over the written transitions")
+    finally:
+        cleanup()
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_that_loses_a_claim_race_waits_for_the_next_allowance() -> None:
+    # The actor sees 10 allowed steps unclaimed, but another actor claims them all between
+    # its look and its lock. It must wait (here: until `advance` raises the allowance to 20)
+    # and claim from step 11, not give up: a zero-step claim means "the run is over".
+    config = DQNConfig(env_id=ENV, learning_starts=1_000, hidden_sizes=(8, 8),
+                       buffer_size=64, actors=2)
+    ctx = multiprocessing.get_context("spawn")
+    counters = Counters(ctx.Value("q", 0), ctx.Value("q", 0, lock=False), ctx.Event(),
+                        ctx.Value("q", 10, lock=False))
+    claimed, lock = counters.claimed, counters.claimed.get_lock()
+    raced: list[bool] = []
+
+    @contextlib.contextmanager
+    def raced_lock() -> Iterator[None]:
+        with lock:  # an RLock: the rival's claim below may take it again
+            if not raced:  # the first time the actor takes it, the rival has just
+                claimed.value = 10  # claimed everything allowed
+                raced.append(True)
+            yield
+
+    waits: list[int] = []
+
+    def wait() -> float:  # the actor idles: the parent's `advance` raises the allowance
+        waits.append(claimed.value)
+        counters.allowance.value = 20
+        return 0.0
+
+    claimed.get_lock = raced_lock  # type: ignore[method-assign]
+    actor, cleanup = _lone_actor(config, counters)
+    try:
+        actor.backoff.wait = wait  # type: ignore[method-assign]
+        assert actor._claim_block() == (11, min(actor.block, 10)), (
+            "after losing the race the actor did not wait for and claim the next allowance")
+        assert waits == [10]
+    finally:
+        cleanup()
