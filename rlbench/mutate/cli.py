@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a fresh python per mutant instead of the pre-warmed fork server")
     p.add_argument("--timeout-factor", type=float, default=3.0,
                    help="per-mutant timeout = factor x the selected tests' baseline time "
-                   "+ --timeout-slack (default 3)")
+                   "+ --timeout-slack; each test alone is also limited to factor x its own "
+                   "baseline + 10 s, with pytest-timeout (default 3)")
     p.add_argument("--timeout-slack", type=float, default=30.0, help="seconds (default 30)")
     p.add_argument("--test-budget", type=float, metavar="SECONDS",
                    help="run at most this many baseline seconds of each mutant's covering "

@@ -22,6 +22,10 @@ from rlbench.mutate.report import Report, Result
 from rlbench.mutate.runner import PRELOAD, WorkerPool, imported_from
 from rlbench.mutate.selection import TestMap, run_coverage_pass
 
+TEST_TIMEOUT_SLACK = 10.0
+"""Seconds added to each test's own time limit (`TestMap.deadlines`): covers a loaded
+machine's start-up jitter; the run as a whole keeps `Settings.timeout_slack`."""
+
 
 @dataclass
 class Settings:
@@ -203,13 +207,14 @@ def run(settings: Settings, log: Callable[[str], None] = lambda s: print(s, file
         done = [0]
         kills: Counter[tuple[str, str]] = Counter()  # (mutated file, test) -> mutants killed
 
-        def plan(m: Mutant, selected: list[str]) -> tuple[list[str], float]:
+        def plan(m: Mutant, selected: list[str]) -> tuple[list[str], float, dict[str, float]]:
             # Fastest first, but a test that already killed mutants of the same file goes
             # ahead of faster ones that did not: -x then stops after one test far more often.
             ranked = sorted(selected, key=lambda t: test_map.seconds.get(t, 1.0)
                             / (1 + 4 * kills[m.file, t]))
             chosen = _within_budget(ranked, test_map, settings.test_budget)
-            return chosen, timeout_for(chosen)
+            return chosen, timeout_for(chosen), test_map.deadlines(
+                chosen, settings.timeout_factor, TEST_TIMEOUT_SLACK)
 
         def timeout_for(tests: list[str]) -> float:
             return settings.timeout_factor * test_map.cost(tests) + settings.timeout_slack

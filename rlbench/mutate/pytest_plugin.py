@@ -1,4 +1,5 @@
-"""pytest plugin for the coverage pass of `rlbench mutate` (loaded with ``-p``).
+"""pytest plugin of `rlbench mutate` (loaded with ``-p``): per-test coverage contexts in
+the coverage pass, per-test deadlines in the mutant runs.
 
 Switches coverage.py's dynamic context to each test's node id for the whole test
 (setup, call, teardown: fixtures build trainers too), so the data says which tests run
@@ -8,6 +9,11 @@ package-scoped) fixtures to the JSON file named by
 ``RLBENCH_MUTATE_TESTS``. pytest-cov's ``--cov-context=test`` does the same context
 switching; this keeps the dependency list to coverage.py itself and gives node ids that
 can be passed back to pytest unchanged.
+
+In a mutant's run, ``--mutate-deadlines FILE`` (JSON: node id -> seconds) gives each test
+a pytest-timeout limit of its own, in place of the test's hang guard: a mutant that hangs
+its first test is stopped after that test's few seconds, not after the whole selection's.
+The run's overall deadline (the fork server's) stays as the backstop.
 """
 
 from __future__ import annotations
@@ -31,6 +37,28 @@ def _coverage():
     except ImportError:  # pragma: no cover - the pass is always run under coverage
         return None
     return coverage.Coverage.current()
+
+
+TIMEOUT_MARK = "Failed: Timeout (>"
+"""Starts pytest-timeout's failure message (also in -q's cut-short summary line): the
+test ran past its limit, the mutant hung it."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--mutate-deadlines", metavar="FILE", default=None,
+                     help="rlbench mutate: JSON {node id: seconds}, each test's time limit")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    path = config.getoption("--mutate-deadlines")
+    if not path or not config.pluginmanager.hasplugin("timeout"):
+        return  # without pytest-timeout only the run's overall deadline applies
+    with open(path) as fh:
+        deadlines = json.load(fh)
+    for item in items:
+        if item.nodeid in deadlines:
+            # Prepended: pytest-timeout reads the closest mark, so this one wins.
+            item.add_marker(pytest.mark.timeout(deadlines[item.nodeid]), append=False)
 
 
 _SCOPE_NODES = {"class": pytest.Class, "module": pytest.Module, "package": pytest.Package}

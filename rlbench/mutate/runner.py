@@ -28,6 +28,7 @@ from pathlib import Path
 from rlbench import processes
 from rlbench.buffers.shared import sweep_orphan_segments
 from rlbench.mutate.generate import Mutant
+from rlbench.mutate.pytest_plugin import TIMEOUT_MARK
 
 # Imported once per worker by the fork server (whichever are installed): the bulk of a
 # test process's start-up. Never anything that imports rlbench.
@@ -38,8 +39,9 @@ PRELOAD = ("numpy", "scipy", "scipy.stats", "torch", "torch.nn", "jax", "jax.num
 SKIP_DIRS = {".git", ".venv", "venv", "__pycache__", ".hypothesis", ".pytest_cache", ".tox",
              ".asv", ".ruff_cache", ".mypy_cache", "node_modules", "build", "dist", "runs"}
 FORKSERVER = Path(__file__).with_name("forkserver.py")
-# (mutant, covering tests) -> (tests to run in that order, timeout in seconds)
-Plan = Callable[[Mutant, list[str]], tuple[list[str], float]]
+# (mutant, covering tests) -> (tests to run in that order, the run's timeout in seconds,
+# each test's own time limit in seconds)
+Plan = Callable[[Mutant, list[str]], tuple[list[str], float, dict[str, float]]]
 
 
 @dataclass
@@ -127,16 +129,22 @@ class Worker:
             raise RuntimeError("mutation fork server did not start")
         return proc
 
-    def run_tests(self, tests: list[str], timeout: float, log: Path) -> tuple[int | None, bool]:
-        """pytest on `tests` in this workspace: (exit code or None, timed out). Shared-memory
+    def run_tests(self, tests: list[str], timeout: float, log: Path,
+                  deadlines: dict[str, float] | None = None) -> tuple[int | None, bool]:
+        """pytest on `tests` in this workspace: (exit code or None, timed out). `deadlines`
+        (node id -> seconds) limits each test on its own (see `pytest_plugin`). Shared-memory
         segments the killed session could not free are swept afterwards."""
+        args = ["-x", "-q", "-p", "no:cacheprovider", "--no-header"]
+        if deadlines:
+            path = log.with_suffix(".deadlines.json")
+            path.write_text(json.dumps({t: round(s, 1) for t, s in deadlines.items()}))
+            args += ["-p", "rlbench.mutate.pytest_plugin", "--mutate-deadlines", str(path)]
         try:
-            return self._run_tests(tests, timeout, log)
+            return self._run_tests([*args, *tests], timeout, log)
         finally:
             sweep_orphan_segments()
 
-    def _run_tests(self, tests: list[str], timeout: float, log: Path) -> tuple[int | None, bool]:
-        args = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
+    def _run_tests(self, args: list[str], timeout: float, log: Path) -> tuple[int | None, bool]:
         if self.fork:
             if self.server is None or self.server.poll() is not None:
                 self.server = self._start_server()
@@ -182,10 +190,11 @@ def kill_group(proc: subprocess.Popen) -> None:
 def classify(rc: int | None, timed_out: bool, log: str = "") -> str:
     """pytest's exit code -> mutant status. 1 (tests failed), 2 (interrupted: usually an
     import error the mutant caused), 3 (internal error) and death by a signal all mean a
-    test run noticed the mutant. 4 is a kill when a test module failed to import (pytest
-    then "found no collectors" for the node ids); otherwise 4/5 (usage error, nothing
-    collected) are our errors, not kills."""
-    if timed_out:
+    test run noticed the mutant; a test failed by its pytest-timeout limit is a timeout. 4
+    is a kill when a test module failed to import (pytest then "found no collectors" for
+    the node ids); otherwise 4/5 (usage error, nothing collected) are our errors, not
+    kills."""
+    if timed_out or (rc == 1 and TIMEOUT_MARK in _first_failure(log)):
         return "timeout"
     if rc == 0:
         return "survived"
@@ -243,8 +252,9 @@ class WorkerPool:
         the results that came in while this mutant waited."""
         if self._stop.is_set():
             return Outcome("error", 0.0, 0, "interrupted")
+        deadlines = None
         if plan is not None:
-            tests, timeout = plan(mutant, tests)
+            tests, timeout, deadlines = plan(mutant, tests)
         worker = self._free.get()
         path = worker.workdir / mutant.file
         original = path.read_bytes()
@@ -252,10 +262,11 @@ class WorkerPool:
         try:
             path.write_text(mutant.source)
             log = worker.logdir / f"{mutant.uid}.log"
-            rc, timed_out = worker.run_tests(tests, timeout, log)
+            rc, timed_out = worker.run_tests(tests, timeout, log, deadlines)
             text = log.read_text(errors="replace") if log.exists() else ""
             status = classify(rc, timed_out, text)
-            detail = _first_failure(text) if status in ("killed", "error") else ""
+            # A kill or a test's own time limit names the test; a survivor has nothing to say.
+            detail = "" if status == "survived" or timed_out else _first_failure(text)
             return Outcome(status, time.perf_counter() - start, len(tests), detail)
         finally:
             path.write_bytes(original)

@@ -76,6 +76,23 @@ class TestMap:
                 chosen.add(builder)  # one rebuild per group
         return total
 
+    def deadlines(self, tests: list[str], factor: float, slack: float) -> dict[str, float]:
+        """Seconds each of `tests`, run in this order, may take before the run counts as
+        hung: `factor` x its baseline, plus the rebuild of each shared fixture it is the
+        first of `tests` to need (it builds it), plus `slack`."""
+        out: dict[str, float] = {}
+        built: set[str] = set()
+        groups = self._groups()
+        for t in tests:
+            seconds = self.seconds.get(t, 1.0)
+            for key in self.shared.get(t, ()):
+                if key not in built:
+                    built.add(key)
+                    builder = max(groups[key], key=lambda u: self.seconds.get(u, 0.0))
+                    seconds += self.seconds.get(builder, 1.0) if builder != t else 0.0
+            out[t] = factor * seconds + slack
+        return out
+
     def to_dict(self) -> dict:
         return {"lines": {f: {str(k): sorted(v) for k, v in d.items()}
                           for f, d in self.lines.items()},

@@ -346,6 +346,52 @@ def test_a_shared_fixtures_rebuild_is_charged_once_to_the_budget() -> None:
     assert tm.cost(["read", "build"]) == pytest.approx(10.1)
     assert tm.cost(["other"]) == pytest.approx(0.2)
     assert _within_budget(["other", "read"], tm, 5.0) == ["other"]
+    # Each test's own time limit: the first of the group to run is charged the rebuild.
+    assert tm.deadlines(["other", "read", "build"], 3.0, 1.0) == pytest.approx(
+        {"other": 1.6, "read": 31.3, "build": 31.0})
+
+
+HANG_CODE = """\
+def count_to(target):
+    n = 0
+    while n < target:
+        n += 1
+    return n
+"""
+HANG_TEST = """\
+import time
+
+from tinyrl.count import count_to
+
+
+def test_count_to_counts():
+    assert count_to(3) == 3
+
+
+def test_something_slow():
+    time.sleep(2.0)
+"""
+
+
+def test_a_mutant_that_hangs_a_test_is_stopped_by_that_tests_own_limit(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # Dropping `n += 1` hangs the fast first test. Its own limit (3 x its baseline + the
+    # per-test slack) stops it, and the report names it: the run's overall timeout, which
+    # also covers the slow test, is only the backstop and names nothing.
+    from rlbench.mutate import engine
+
+    monkeypatch.setattr(engine, "TEST_TIMEOUT_SLACK", 1.0)
+    root = _tiny_project(tmp_path / "proj")
+    (root / "tinyrl" / "count.py").write_text(HANG_CODE)
+    (root / "tests" / "test_count.py").write_text(HANG_TEST)
+    config = Settings(root=root, paths=["tinyrl/count.py"], tests=["tests/test_count.py"],
+                      ignore=[], operators=["statement-dropped"], workers=1,
+                      preload=("pytest",), min_score=0.0, timeout_slack=60.0)
+    report = run(config, log=lambda s: None)
+    hung = [r for r in report.results if r.mutant.original == "n += 1"]
+    assert [r.status for r in hung] == ["timeout"], [(r.status, r.detail) for r in hung]
+    assert "test_count_to_counts" in hung[0].detail and "Timeout (>" in hung[0].detail
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
