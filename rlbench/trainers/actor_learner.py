@@ -444,10 +444,9 @@ class ActorLearnerTrainer:
         config = config.replace(faults=tuple(sorted(active_faults(config.faults))))
         self.config, self.algo = config, algo_of(config)
         torch.manual_seed(config.seed)
-        if torch.get_num_threads() != config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
         env = make(config.env_id)
-        try:  # the local agent: policy(), values() and evaluation of the published weights
+        try:  # the local agent (its CPU torch threads set by QAgent): policy(), values() and
+            # evaluation of the published weights
             self.agent = make_agent(config, env, torch.device("cpu"), agent_cls)
         finally:
             env.close()

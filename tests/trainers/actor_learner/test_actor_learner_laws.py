@@ -141,8 +141,13 @@ def test_an_actor_stores_its_envs_transitions_and_holds_the_publication(env_id: 
         assert result["episodes"] == ends
         # Each episode record names the global step it ended at (steps count from 1).
         ends_at = [i + 1 for i, end in enumerate(stored.terminated | stored.truncated) if end]
-        assert [p["step"] for kind, p in actor.worker.messages if kind == "episode"] == ends_at, (
+        records = [p for kind, p in actor.worker.messages if kind == "episode"]
+        assert [p["step"] for p in records] == ends_at, (
             "episode records do not name the step each episode ended at")
+        starts = [0, *ends_at[:-1]]  # each record's return and length are its episode's rows
+        assert [(p["ret"], p["length"]) for p in records] == [
+            (pytest.approx(float(stored.reward[a:b].sum())), b - a) for a, b in zip(starts, ends_at)
+        ], "episode records do not sum their own episode's rewards and steps"
         assert (buffer.versions(np.arange(steps)) == version).all(), (
             "a transition does not carry the version of the policy that chose its action")
         assert (result["version"], result["epsilon"]) == (version, epsilon), (
