@@ -129,6 +129,19 @@ def test_jax_buffer_rejects_bad_input() -> None:
     assert int(state.size) == 0  # functional: the rejected writes changed nothing
 
 
+def test_jax_buffer_takes_the_edge_sizes() -> None:
+    # A batch of exactly `capacity` rows fills the buffer, an empty batch is a no-op and a
+    # batch of one can be sampled: the limits are inclusive where the contract says so.
+    buf = _buffer(4)
+    state = buf.add_batch(buf.init(), _rows(1, 4))
+    assert int(state.size) == 4 and int(state.pos) == 0
+    np.testing.assert_array_equal(np.asarray(state.data.reward), [1, 2, 3, 4])
+    state = buf.add_batch(state, _rows(5, 0))
+    assert int(state.size) == 4 and int(state.total_writes) == 4
+    one = buf.sample(state, 1, jax.random.key(0))
+    assert one.reward.shape == (1,) and float(one.reward[0]) in (1.0, 2.0, 3.0, 4.0)
+
+
 def test_jax_buffer_equal_layouts_hash_equal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RLBENCH_FAULTS", raising=False)
     # The trainer passes the buffer as a static jit argument: equal layouts share compiles.

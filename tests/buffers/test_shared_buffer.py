@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlbench.buffers import ReplayBuffer
-from rlbench.buffers.shared import SharedReplayBuffer
+from rlbench.buffers.shared import SharedArrays, SharedReplayBuffer
 from rlbench.trainers.multiproc import ProcessGroup
 
 OBS = (256,)  # wide rows: a torn write would show as mixed values inside one row
@@ -118,6 +119,37 @@ def test_shared_buffer_early_unlink_keeps_memory_for_attached_views(shared) -> N
     np.testing.assert_array_equal(attached["reward"][:2], [1, 2])
     attached.close()
     buf.close()  # unlinking again is harmless
+
+
+def _mapped(name: str) -> bool:
+    """Whether this process still maps the segment `name` (named or already unlinked)."""
+    return name in Path("/proc/self/maps").read_text()
+
+
+def test_close_unmaps_this_processs_view_and_drops_its_arrays(shared) -> None:
+    # A process that closes must give the memory back, not keep it mapped through arrays
+    # that outlive the close; an attached copy's close leaves the owner's view alone.
+    buf = shared(4, (2,))
+    attached = pickle.loads(pickle.dumps(buf._segment))
+    attached.close()
+    assert _mapped(buf.segment_name), "an attached copy's close unmapped the owner's view"
+    with pytest.raises(KeyError):
+        attached["reward"]
+    buf.close()
+    assert not _mapped(buf.segment_name), "close() left this process's view mapped"
+
+
+def test_every_array_of_a_segment_starts_on_its_own_cache_line() -> None:
+    # 64-byte boundaries: no two arrays share a cache line (writers of one field do not
+    # invalidate a reader's line of another) and every dtype is aligned for numpy.
+    layout = {"a": ((3,), np.uint8), "b": ((5,), np.float64), "c": ((2, 3), np.float32)}
+    segment = SharedArrays(layout)
+    try:
+        starts = {k: segment[k].ctypes.data for k in layout}  # the mapping is page-aligned
+        assert all(s % 64 == 0 for s in starts.values()), f"addresses mod 64: {starts}"
+        assert all(segment[k].flags.aligned for k in layout)
+    finally:
+        segment.close()
 
 
 def test_shared_buffer_unlinks_segment_on_close_and_on_error() -> None:
