@@ -351,6 +351,27 @@ def test_a_shared_fixtures_rebuild_is_charged_once_to_the_budget() -> None:
         {"other": 1.6, "read": 31.3, "build": 31.0})
 
 
+
+def test_tests_that_killed_mutants_of_the_same_function_run_first() -> None:
+    from collections import Counter
+    from dataclasses import replace
+
+    from rlbench.mutate.engine import _ranked
+    from rlbench.mutate.generate import generate_mutants
+    from rlbench.mutate.selection import TestMap
+
+    m = generate_mutants("x.py", TINY_CODE, [OPERATORS["done-ignored"]])[0]
+    tm = TestMap(seconds={"fast": 0.1, "file_killer": 1.0, "law": 2.0})
+    kills: Counter = Counter()
+    assert _ranked(m, ["law", "file_killer", "fast"], tm, kills) == ["fast", "file_killer", "law"]
+    kills[m.file, "file_killer"] += 1  # killed a mutant elsewhere in the file
+    kills[m.file, "law"] += 1
+    kills[m.file, m.function, "law"] += 1  # ... and this one in the same function
+    assert _ranked(m, ["fast", "file_killer", "law"], tm, kills)[0] == "law"
+    other = replace(m, function="elsewhere")
+    assert _ranked(other, ["fast", "file_killer", "law"], tm, kills)[0] == "fast"
+
+
 HANG_CODE = """\
 def count_to(target):
     n = 0
