@@ -81,6 +81,10 @@ def test_advance_resumes_the_run_and_close_frees_everything() -> None:
         trainer.advance(700)
         assert trainer.env_steps == 700
         _assert_state(trainer, config)
+        # Every child has attached by now, so the names are gone from /dev/shm: not even a
+        # SIGKILL of the whole process group could leave a segment behind.
+        assert trainer.group.all_started and _in_dev_shm(segments) == set(), (
+            "segment names outlive the children's start-up")
         q_first = trainer.values(obs)
         assert q_first.shape == (2,) and np.isfinite(q_first).all()
         assert trainer.policy()(obs) in (0, 1)
