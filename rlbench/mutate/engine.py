@@ -287,6 +287,8 @@ def _test_map(settings: Settings, pool: WorkerPool, tests: list[str], packages: 
     log(f"rlbench mutate: coverage pass took {time.perf_counter() - t0:.0f} s "
         f"({len(test_map.seconds)} tests, {len(test_map.failing)} failing on clean code "
         f"and left out)")
+    for nodeid in sorted(test_map.failing):  # they kill nothing: the user must know which
+        log(f"  failing on clean code: {nodeid}")
     if not test_map.seconds:
         raise ValueError("the coverage pass ran no tests")
     if settings.test_map is not None:

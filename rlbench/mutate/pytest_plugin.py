@@ -28,6 +28,9 @@ CONTEXT_ENV = "RLBENCH_MUTATE_CONTEXT"
 """Holds the running test's node id: the coverage rc file makes it the static context of
 every child process the test spawns."""
 
+TESTS_ENV = "RLBENCH_MUTATE_TESTS"
+"""Names the JSON file the coverage pass's pytest writes each test's record to."""
+
 _tests: dict[str, dict] = {}
 
 
@@ -106,7 +109,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    path = os.environ.get("RLBENCH_MUTATE_TESTS")
+    path = os.environ.get(TESTS_ENV)
     if path:
         with open(path, "w") as fh:
             json.dump(_tests, fh)

@@ -28,7 +28,7 @@ from pathlib import Path
 from rlbench import processes
 from rlbench.buffers.shared import sweep_orphan_segments
 from rlbench.mutate.generate import Mutant
-from rlbench.mutate.pytest_plugin import TIMEOUT_MARK
+from rlbench.mutate.pytest_plugin import CONTEXT_ENV, TESTS_ENV, TIMEOUT_MARK
 
 # Imported once per worker by the fork server (whichever are installed): the bulk of a
 # test process's start-up. Never anything that imports rlbench.
@@ -84,9 +84,14 @@ def make_workspace(root: Path, files: Iterable[str], parent: Path, name: str) ->
 
 
 def workspace_env(workdir: Path) -> dict[str, str]:
-    """The environment of every test process in a workspace."""
+    """The environment of every test process in a workspace: this one's, minus what a
+    run of `rlbench mutate` that is itself under test (a coverage pass over rlbench's own
+    mutate tests) would otherwise pass down: the outer test's coverage context and
+    per-test record file."""
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in (CONTEXT_ENV, TESTS_ENV)}
     return {
-        **os.environ,
+        **inherited,
         "PYTHONPATH": str(workdir),
         # No bytecode: a restored file of the same size as its mutant, written in the same
         # second, would otherwise load the mutant's stale .pyc.

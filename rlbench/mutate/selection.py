@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlbench.mutate.generate import Mutant
-from rlbench.mutate.pytest_plugin import CONTEXT_ENV
+from rlbench.mutate.pytest_plugin import CONTEXT_ENV, TESTS_ENV
 from rlbench.mutate.runner import kill_group, workspace_env
 
 
@@ -132,7 +132,7 @@ def coverage_command(workdir: Path, data_file: Path, tests_json: Path, pytest_ar
                   "concurrency = thread,multiprocessing\n"
                   f"context = ${{{CONTEXT_ENV}-}}\n"
                   "sigterm = true\n")
-    env = {**workspace_env(workdir), "RLBENCH_MUTATE_TESTS": str(tests_json)}
+    env = {**workspace_env(workdir), TESTS_ENV: str(tests_json)}
     cmd = [sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest",
            "-p", "rlbench.mutate.pytest_plugin", "-p", "no:cacheprovider", "-q",
            "--no-header", *pytest_args]

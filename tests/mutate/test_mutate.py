@@ -25,7 +25,7 @@ from rlbench.mutate.engine import Settings, changed_lines, run
 from rlbench.mutate.generate import generate_mutants
 from rlbench.mutate.operators import OPERATORS
 from rlbench.mutate.report import Report, Result, matrix, score, write_atomic
-from rlbench.mutate.runner import Worker
+from rlbench.mutate.runner import Worker, workspace_env
 
 
 def rewrites(op: str, code: str) -> set[str]:
@@ -500,3 +500,15 @@ def test_a_test_run_never_leaves_processes_behind(tmp_path: Path, fork: bool) ->
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail(f"process {pid} spawned by the test run outlived it")
+
+
+def test_a_workspace_does_not_inherit_an_outer_runs_coverage_context(monkeypatch, tmp_path) -> None:
+    # When rlbench's own mutate tests run inside a coverage pass, the outer test's context
+    # would prefix every inner context ("outer|inner"): the inner node ids then name no test.
+    from rlbench.mutate.pytest_plugin import CONTEXT_ENV, TESTS_ENV
+
+    monkeypatch.setenv(CONTEXT_ENV, "tests/test_outer.py::test_outer")
+    monkeypatch.setenv(TESTS_ENV, str(tmp_path / "outer.json"))
+    env = workspace_env(tmp_path)
+    assert CONTEXT_ENV not in env and TESTS_ENV not in env
+    assert env["PYTHONPATH"] == str(tmp_path)
