@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -42,9 +43,10 @@ def _coverage():
     return coverage.Coverage.current()
 
 
-TIMEOUT_MARK = "Failed: Timeout (>"
-"""Starts pytest-timeout's failure message (also in -q's cut-short summary line): the
-test ran past its limit, the mutant hung it."""
+TIMEOUT_LINE = re.compile(r"^E\s+Failed: Timeout \(>[0-9.]+s\) from pytest-timeout", re.M)
+"""pytest-timeout's failure line in a failed test's (or fixture's) traceback: the test ran
+past its limit, the mutant hung it. The short summary line cannot be relied on: it is cut
+to the terminal width, and for a fixture's error it has no message at all."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from rlbench import processes
 from rlbench.buffers.shared import sweep_orphan_segments
 from rlbench.mutate.generate import Mutant
-from rlbench.mutate.pytest_plugin import CONTEXT_ENV, TESTS_ENV, TIMEOUT_MARK
+from rlbench.mutate.pytest_plugin import CONTEXT_ENV, TESTS_ENV, TIMEOUT_LINE
 
 # Imported once per worker by the fork server (whichever are installed): the bulk of a
 # test process's start-up. Never anything that imports rlbench.
@@ -199,7 +199,7 @@ def classify(rc: int | None, timed_out: bool, log: str = "") -> str:
     is a kill when a test module failed to import (pytest then "found no collectors" for
     the node ids); otherwise 4/5 (usage error, nothing collected) are our errors, not
     kills."""
-    if timed_out or (rc == 1 and TIMEOUT_MARK in _first_failure(log)):
+    if timed_out or (rc == 1 and TIMEOUT_LINE.search(log)):
         return "timeout"
     if rc == 0:
         return "survived"

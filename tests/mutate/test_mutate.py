@@ -461,6 +461,18 @@ def test_a_test_module_that_no_longer_imports_is_a_kill_not_an_error() -> None:
     assert classify(4, False, "ERROR: usage") == classify(5, False) == "error"
 
 
+def test_a_test_stopped_by_its_own_limit_is_a_timeout_even_in_a_fixture() -> None:
+    from rlbench.mutate.runner import classify
+
+    # pytest-timeout firing in a module fixture's set-up: the summary line has no message.
+    in_fixture = ("E           Failed: Timeout (>40.0s) from pytest-timeout.\n"
+                  "=== short test summary info ===\n"
+                  "ERROR tests/test_a.py::test_a\n")
+    assert classify(1, False, in_fixture) == "timeout"
+    plain = "E       assert 2 == 3\nFAILED tests/test_a.py::test_a - assert 2 == 3\n"
+    assert classify(1, False, plain) == "killed"
+
+
 LEAKY_TEST = """\
 import subprocess, sys
 
