@@ -419,6 +419,18 @@ def _actor_main(worker: Worker, config: QLearningConfig, index: int,
 # ---------------------------------------------------------------------------------------
 # Parent
 # ---------------------------------------------------------------------------------------
+def pooled_policy_lag(actors: list[dict[str, Any]]) -> dict[str, float]:
+    """The run's policy-lag figures from the actors' results: means over every step any
+    actor made (at acting and at writing), maxima over all actors."""
+    steps = max(sum(a["steps"] for a in actors), 1)
+    return {
+        "policy_lag_mean": sum(a["lag_sum"] for a in actors) / steps,
+        "policy_lag_max": max(a["lag_max"] for a in actors),
+        "policy_lag_at_write_mean": sum(a["write_lag_sum"] for a in actors) / steps,
+        "policy_lag_at_write_max": max(a["write_lag_max"] for a in actors),
+    }
+
+
 class ActorLearnerTrainer:
     """One actor/learner run, resumable: the `rlbench.api` trainer protocol, with `values`.
 
@@ -545,7 +557,6 @@ class ActorLearnerTrainer:
             self.close()
         c, steps, learner = self.config, self.env_steps, self.group.results["learner"]
         actors = [self.group.results[f"actor-{i}"] for i in range(c.actors)]
-        act_steps = sum(a["steps"] for a in actors)
         stepping_s = ((self._completed_at or 0.0) - self._first_step_at
                       if self._first_step_at is not None else 0.0)
         self.bar.update(steps, force=True, ret=self.episodes.recent_mean(),
@@ -560,10 +571,7 @@ class ActorLearnerTrainer:
             sps_stepping=steps / stepping_s if stepping_s > 0 else None,
             actors=c.actors,
             publish_interval=c.publish_interval,
-            policy_lag_mean=sum(a["lag_sum"] for a in actors) / max(act_steps, 1),
-            policy_lag_max=max(a["lag_max"] for a in actors),
-            policy_lag_at_write_mean=sum(a["write_lag_sum"] for a in actors) / max(act_steps, 1),
-            policy_lag_at_write_max=max(a["write_lag_max"] for a in actors),
+            **pooled_policy_lag(actors),
             learner=learner,
             actor_results=actors,
         )

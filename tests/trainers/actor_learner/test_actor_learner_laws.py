@@ -70,6 +70,18 @@ def _weights(config: DQNConfig, torch_seed: int) -> dict[str, np.ndarray]:
         env.close()
 
 
+def test_the_runs_policy_lag_pools_every_actors_steps_and_takes_the_worst_actor() -> None:
+    # Actor 0: 10 steps at lag 1 (at write 2); actor 1: 30 steps, lags summing to 90, at most
+    # 5 (at write 120, at most 7). The run's means are per step over both actors, its
+    # maxima the worst actor's, whichever actor that is.
+    a0 = {"steps": 10, "lag_sum": 10, "lag_max": 1, "write_lag_sum": 20, "write_lag_max": 2}
+    a1 = {"steps": 30, "lag_sum": 90, "lag_max": 5, "write_lag_sum": 120, "write_lag_max": 7}
+    expected = {"policy_lag_mean": 2.5, "policy_lag_max": 5,
+                "policy_lag_at_write_mean": 3.5, "policy_lag_at_write_max": 7}
+    assert actor_learner.pooled_policy_lag([a0, a1]) == expected
+    assert actor_learner.pooled_policy_lag([a1, a0]) == expected
+
+
 def test_weights_digest_names_every_key_and_byte() -> None:
     arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}
     digest = weights_digest(arrays)
