@@ -293,6 +293,10 @@ def test_sac_flattens_any_box_observation() -> None:
     stored = Batch(*(np.asarray(field)[:n] for field in sac.buffer_state.data))
     assert assert_buffer_replays_the_env(stored, config.env_id, config.seed, "SAC loop",
                                          to_env=sac._to_env) == 1
+    # Evaluation gets the env's observations as they come, (3, 1) float64 columns too.
+    raw = np.array([[0.5], [-0.5], [0.25]])
+    policy = sac.policy()
+    np.testing.assert_array_equal(policy(raw), policy(raw.reshape(-1).astype(np.float32)))
 
 
 def test_sac_stops_at_a_non_finite_observation() -> None:
