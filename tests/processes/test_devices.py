@@ -49,16 +49,23 @@ def test_sac_runs_where_device_says() -> None:
     pytest.importorskip("jax")
     import jax
 
+    from flax import nnx
+
     from rlbench.config import SACConfig
     from rlbench.trainers.sac_jax import SAC, resolve_device
 
     assert resolve_device("cpu").platform == "cpu"
     sac = SAC(SACConfig(env_id="probe:1-continuous", device="cpu", learning_starts=16,
                         batch_size=8, chunk_updates=4, hidden_sizes=(8,), total_steps=64))
-    sac.advance(32)
     cpu = jax.devices("cpu")[0]
-    leaves = jax.tree.leaves(sac.state) + jax.tree.leaves(sac.buffer_state) + sac.actor_leaves
-    assert all(leaf.devices() == {cpu} for leaf in leaves)
+    for when in ("built", "after updates"):
+        # Committed, not merely created there: jitted work follows committed arguments, so
+        # it stays on the chosen device even where JAX's default device is a GPU.
+        leaves = [*jax.tree.leaves(sac.state), *jax.tree.leaves(sac.buffer_state),
+                  *sac.actor_leaves, *jax.tree.leaves(nnx.state(sac.model))]
+        assert all(leaf.devices() == {cpu} for leaf in leaves), when
+        assert all(leaf.committed for leaf in leaves), f"{when}: state not committed to the device"
+        sac.advance(32)
     if not _jax_has_gpu():
         with pytest.raises(ValueError, match="device=cuda, but JAX sees no GPU"):
             SAC(SACConfig(env_id="probe:1-continuous", device="cuda"))
