@@ -48,7 +48,6 @@ def _jax_has_gpu() -> bool:
 def test_sac_runs_where_device_says() -> None:
     pytest.importorskip("jax")
     import jax
-
     from flax import nnx
 
     from rlbench.config import SACConfig
