@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,13 +12,9 @@ import pytest
 from rlbench.buffers import ReplayBuffer
 from rlbench.buffers.shared import SharedArrays, SharedReplayBuffer
 from rlbench.trainers.multiproc import ProcessGroup
+from tests.segments import mapped, segments_of
 
 OBS = (256,)  # wide rows: a torn write would show as mixed values inside one row
-
-
-def _segments(pid: int | None = None) -> set[str]:
-    prefix = f"rlbench_{pid or os.getpid()}_"
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
 
 
 def _fill(buf, n: int, start: int = 0) -> None:
@@ -107,23 +102,18 @@ def test_shared_buffer_attached_copy_sees_the_same_memory(shared) -> None:
     _fill(buf, 3)
     np.testing.assert_array_equal(segment["reward"][:3], [1, 2, 3])
     segment.close()  # a non-owner detaches without unlinking
-    assert buf.segment_name in _segments()
+    assert buf.segment_name in segments_of()
 
 
 def test_shared_buffer_early_unlink_keeps_memory_for_attached_views(shared) -> None:
     buf = shared(4, (2,))
     attached = pickle.loads(pickle.dumps(buf._segment))
     buf.unlink()  # the name goes; both mappings stay valid
-    assert buf.segment_name not in _segments()
+    assert buf.segment_name not in segments_of()
     _fill(buf, 2)
     np.testing.assert_array_equal(attached["reward"][:2], [1, 2])
     attached.close()
     buf.close()  # unlinking again is harmless
-
-
-def _mapped(name: str) -> bool:
-    """Whether this process still maps the segment `name` (named or already unlinked)."""
-    return name in Path("/proc/self/maps").read_text()
 
 
 def test_close_unmaps_this_processs_view_and_drops_its_arrays(shared) -> None:
@@ -132,11 +122,11 @@ def test_close_unmaps_this_processs_view_and_drops_its_arrays(shared) -> None:
     buf = shared(4, (2,))
     attached = pickle.loads(pickle.dumps(buf._segment))
     attached.close()
-    assert _mapped(buf.segment_name), "an attached copy's close unmapped the owner's view"
+    assert mapped({buf.segment_name}), "an attached copy's close unmapped the owner's view"
     with pytest.raises(KeyError):
         attached["reward"]
     buf.close()
-    assert not _mapped(buf.segment_name), "close() left this process's view mapped"
+    assert not mapped({buf.segment_name}), "close() left this process's view mapped"
 
 
 def test_every_array_of_a_segment_starts_on_its_own_cache_line() -> None:
@@ -155,12 +145,12 @@ def test_every_array_of_a_segment_starts_on_its_own_cache_line() -> None:
 def test_shared_buffer_unlinks_segment_on_close_and_on_error() -> None:
     with SharedReplayBuffer(4, (2,)) as buf:
         name = buf.segment_name
-        assert name in _segments()
-    assert name not in _segments()
+        assert name in segments_of()
+    assert name not in segments_of()
     with pytest.raises(RuntimeError, match="boom"), SharedReplayBuffer(4, (2,)) as buf:
         name = buf.segment_name
         raise RuntimeError("boom")
-    assert name not in _segments()
+    assert name not in segments_of()
 
 
 # -- several processes writing at once ---------------------------------------------------------

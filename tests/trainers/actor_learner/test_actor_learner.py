@@ -9,7 +9,6 @@ start their own. Timeouts are hang guards, not speed claims.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -20,17 +19,13 @@ from rlbench.config import DQNConfig, IQNConfig
 from rlbench.trainers import actor_learner
 from rlbench.trainers.multiproc import ChildProcessFailed
 from rlbench.trainers.q_learning import planned_updates
+from tests.segments import segments_of
 
 TINY = dict(
     total_steps=2_000, learning_starts=300, train_frequency=2, eval_interval=800,
     eval_episodes=2, buffer_size=5_000, batch_size=32, hidden_sizes=(32, 32),
     exploration_fraction=0.25, log_interval=500, actors=2, publish_interval=5,
 )
-
-
-def _segments() -> set[str]:
-    prefix = f"rlbench_{os.getpid()}_"
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +123,7 @@ def test_actor_learner_children_run_one_torch_thread(run) -> None:
 
 def test_actor_learner_leaves_no_shared_memory_after_a_normal_run(run) -> None:
     _finished(run)
-    assert _segments() == set()
+    assert segments_of() == set()
 
 
 @pytest.mark.timeout(300)
@@ -142,7 +137,7 @@ def test_actor_learner_learner_crash_raises_with_child_traceback(tmp_path) -> No
     assert err.child == "learner"
     assert "AttributeError" in str(err) and "training_step" in str(err)
     assert "in run" in err.child_traceback  # frames from the learner process
-    assert _segments() == set()
+    assert segments_of() == set()
     assert not (tmp_path / "summary.json").exists()
 
 
@@ -159,7 +154,7 @@ def test_actor_learner_actor_crash_raises_with_child_traceback(tmp_path) -> None
     assert err.child.startswith("actor-")
     assert "ValueError: reward: contains NaN or inf" in str(err)
     assert "buffer.add" in err.child_traceback
-    assert _segments() == set()
+    assert segments_of() == set()
 
 
 def test_actor_learner_rejects_zero_actors() -> None:

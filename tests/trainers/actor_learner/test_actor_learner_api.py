@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
 
-import torch  # noqa: E402  (after the skip)
+import torch
 
 from rlbench import api
 from rlbench.config import DQNConfig
@@ -33,22 +31,13 @@ from rlbench.trainers.actor_learner import (
 )
 from rlbench.trainers.multiproc import ChildProcessFailed
 from rlbench.trainers.q_learning import make_agent, make_epsilon_schedule
+from tests.segments import in_dev_shm, mapped
 
 SMALL = dict(
     total_steps=2_000, learning_starts=300, train_frequency=2, eval_episodes=2,
     buffer_size=5_000, batch_size=32, hidden_sizes=(32, 32), exploration_fraction=0.25,
     log_interval=500, actors=2, publish_interval=5,
 )
-
-
-def _in_dev_shm(names: set[str]) -> set[str]:
-    return names & set(os.listdir("/dev/shm"))
-
-
-def _mapped(names: set[str]) -> set[str]:
-    """Which of the segments this process still maps (named or already unlinked)."""
-    maps = Path("/proc/self/maps").read_text()
-    return {n for n in names if n in maps}
 
 
 def _segments(trainer: ActorLearnerTrainer) -> set[str]:
@@ -83,7 +72,7 @@ def test_advance_resumes_the_run_and_close_frees_everything() -> None:
         _assert_state(trainer, config)
         # Every child has attached by now, so the names are gone from /dev/shm: not even a
         # SIGKILL of the whole process group could leave a segment behind.
-        assert trainer.group.all_started and _in_dev_shm(segments) == set(), (
+        assert trainer.group.all_started and in_dev_shm(segments) == set(), (
             "segment names outlive the children's start-up")
         q_first = trainer.values(obs)
         assert q_first.shape == (2,) and np.isfinite(q_first).all()
@@ -99,12 +88,12 @@ def test_advance_resumes_the_run_and_close_frees_everything() -> None:
         assert trainer.policy()(obs) in (0, 1)
         assert weights_digest(_numpy_weights(trainer.agent)) == weights_digest(
             trainer.channel.read()[0])
-        assert _mapped(segments) == segments  # still mapped here while the run is open
+        assert mapped(segments) == segments  # still mapped here while the run is open
         procs = list(trainer.group.procs.values())
     finally:
         trainer.close()
     assert all(p.exitcode is not None for p in procs)
-    assert _in_dev_shm(segments) == set() and _mapped(segments) == set()
+    assert in_dev_shm(segments) == set() and mapped(segments) == set()
     trainer.close()  # a second close is harmless
     assert trainer.values(obs).shape == (2,)  # the last loaded weights stay usable
     with pytest.raises(RuntimeError, match="closed"):
@@ -126,7 +115,7 @@ def test_a_crashed_actor_surfaces_from_advance_and_the_trainer_closes() -> None:
     assert "reward: contains NaN or inf" in str(info.value)
     assert "buffer.add" in info.value.child_traceback
     assert all(p.exitcode is not None for p in trainer.group.procs.values())
-    assert _in_dev_shm(segments) == set() and _mapped(segments) == set()
+    assert in_dev_shm(segments) == set() and mapped(segments) == set()
     trainer.close()
 
 
@@ -136,11 +125,11 @@ def test_an_unclosed_trainer_is_cleaned_up_when_collected() -> None:
     starting here, which keeps the test cheap) and removes the named segments."""
     trainer = ActorLearnerTrainer(DQNConfig(**SMALL | {"actors": 1}))
     segments, procs = _segments(trainer), list(trainer.group.procs.values())
-    assert _in_dev_shm(segments) == segments  # nothing polled yet: the names are still there
+    assert in_dev_shm(segments) == segments  # nothing polled yet: the names are still there
     del trainer
     gc.collect()
     assert all(p.exitcode is not None for p in procs)
-    assert _in_dev_shm(segments) == set() and _mapped(segments) == set()
+    assert in_dev_shm(segments) == set() and mapped(segments) == set()
 
 
 def test_after_a_child_failure_policy_and_values_show_the_last_published_weights() -> None:

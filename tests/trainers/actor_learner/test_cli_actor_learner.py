@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("torch")  # needs the `torch` extra: skipped where it is not installed
 
+from tests.segments import segments_of
+
 pytestmark = pytest.mark.smoke
 
 ENV = os.environ | {"MUJOCO_GL": "disable"}
@@ -33,10 +35,6 @@ def _spawned_children(pid: int) -> list[int]:
         if int(fields[1]) == pid and b"spawn_main" in cmdline and fields[0] != "Z":
             kids.append(int(entry.name))
     return kids
-
-
-def _segments(pid: int) -> list[str]:
-    return [n for n in os.listdir("/dev/shm") if n.startswith(f"rlbench_{pid}_")]
 
 
 def _default_sigint() -> None:
@@ -78,7 +76,7 @@ def test_cli_train_dqn_actors_sigint_stops_children_and_unlinks_segments(tmp_pat
         assert proc.poll() is None, proc.communicate()[1]
         # Once every child has attached, the names are gone while the run goes on: not even
         # a SIGKILL of the whole process group could leave a segment behind.
-        while _segments(proc.pid) and proc.poll() is None:
+        while segments_of(proc.pid) and proc.poll() is None:
             time.sleep(0.2)
         phases["names unlinked"] = time.monotonic() - start
         assert proc.poll() is None, proc.communicate()[1]
@@ -96,7 +94,7 @@ def test_cli_train_dqn_actors_sigint_stops_children_and_unlinks_segments(tmp_pat
             proc.kill()
     timing = ", ".join(f"{k} at {v:.0f} s" for k, v in phases.items())
     assert proc.returncode == 130 and "interrupted" in err, f"exit {proc.returncode} ({timing}): {err}"
-    assert not _segments(proc.pid), f"shared-memory names left in /dev/shm ({timing})"
+    assert not segments_of(proc.pid), f"shared-memory names left in /dev/shm ({timing})"
     alive = [pid for pid in children if _alive(pid)]
     assert not alive, f"children {alive} outlived the interrupted parent ({timing})"
     assert not (tmp_path / "summary.json").exists()
