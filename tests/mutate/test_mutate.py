@@ -351,13 +351,11 @@ def test_a_shared_fixtures_rebuild_is_charged_once_to_the_budget() -> None:
         {"other": 1.6, "read": 31.3, "build": 31.0})
 
 
-
 def test_tests_that_killed_mutants_of_the_same_function_run_first() -> None:
     from collections import Counter
     from dataclasses import replace
 
     from rlbench.mutate.engine import _ranked
-    from rlbench.mutate.generate import generate_mutants
     from rlbench.mutate.selection import TestMap
 
     m = generate_mutants("x.py", TINY_CODE, [OPERATORS["done-ignored"]])[0]

@@ -231,29 +231,6 @@ def test_the_learner_updates_on_schedule_publishes_and_reports_replay_age() -> N
 
 
 @pytest.mark.timeout(120)
-def test_an_actor_asked_to_stop_claims_no_more_steps() -> None:
-    config = DQNConfig(env_id=ENV, total_steps=40, learning_starts=41, hidden_sizes=(8, 8),
-                       buffer_size=64, actors=2, seed=5)
-    ctx = multiprocessing.get_context("spawn")
-    buffer = SharedReplayBuffer(config.buffer_size, (4,), ctx=ctx)
-    counters = Counters(ctx.Value("q", 0), ctx.Value("q", 0, lock=False), ctx.Event())
-    weights = _weights(config, torch_seed=0)
-    channel = WeightChannel(weights, ctx=ctx)
-    try:
-        channel.publish(weights, version=0, epsilon=1.0)
-        actor = Actor(config, 0, buffer, channel, counters, RecordingWorker(stop_after=0))
-        try:
-            result = actor.run()
-        finally:
-            actor.env.close()
-        assert result["steps"] == 0 == len(buffer) == counters.claimed.value, (
-            "an actor asked to stop went on claiming and stepping")
-    finally:
-        channel.close()
-        buffer.close()
-
-
-@pytest.mark.timeout(120)
 def test_a_waiting_learner_republishes_epsilon_every_publish_period_of_steps() -> None:
     # No update is due (learning_starts > the written steps) and the allowance is not yet
     # written, so the learner waits; it republishes (same weights, the epsilon at the
@@ -288,14 +265,15 @@ def test_a_waiting_learner_republishes_epsilon_every_publish_period_of_steps() -
         buffer.close()
 
 
-def _lone_actor(config: DQNConfig, counters: Counters) -> tuple[Actor, Any]:
-    """An actor in this process with version 0 published; returns (actor, cleanup)."""
+def _lone_actor(config: DQNConfig, counters: Counters,
+                worker: RecordingWorker | None = None) -> tuple[Actor, Any]:
+    """Actor 0 in this process, version 0 (epsilon 1) published; returns (actor, cleanup)."""
     ctx = multiprocessing.get_context("spawn")
     buffer = SharedReplayBuffer(config.buffer_size, (4,), ctx=ctx)
     weights = _weights(config, torch_seed=0)
     channel = WeightChannel(weights, ctx=ctx)
     channel.publish(weights, version=0, epsilon=1.0)
-    actor = Actor(config, 0, buffer, channel, counters, RecordingWorker())
+    actor = Actor(config, 0, buffer, channel, counters, worker or RecordingWorker())
 
     def cleanup() -> None:
         actor.env.close()
@@ -303,6 +281,21 @@ def _lone_actor(config: DQNConfig, counters: Counters) -> tuple[Actor, Any]:
         buffer.close()
 
     return actor, cleanup
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_asked_to_stop_claims_no_more_steps() -> None:
+    config = DQNConfig(env_id=ENV, total_steps=40, learning_starts=41, hidden_sizes=(8, 8),
+                       buffer_size=64, actors=2, seed=5)
+    ctx = multiprocessing.get_context("spawn")
+    counters = Counters(ctx.Value("q", 0), ctx.Value("q", 0, lock=False), ctx.Event())
+    actor, cleanup = _lone_actor(config, counters, RecordingWorker(stop_after=0))
+    try:
+        result = actor.run()
+        assert result["steps"] == 0 == len(actor.buffer) == counters.claimed.value, (
+            "an actor asked to stop went on claiming and stepping")
+    finally:
+        cleanup()
 
 
 def test_an_actor_accounts_each_held_transitions_lag_at_write() -> None:
