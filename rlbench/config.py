@@ -174,6 +174,10 @@ class QLearningConfig(TrainConfig):
     """0 = single process; N >= 1 = actor/learner with N actor processes."""
     publish_interval: int = 10
     """Learner updates between weight publications (actor/learner only)."""
+    stall_timeout_s: float = 300.0
+    """Actor/learner only: seconds without any progress (claims, writes, updates, publications,
+    children starting or returning) after which `advance`/`finish` raise `RunStalled` naming
+    the counters that stopped; 0 = wait forever."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -197,6 +201,7 @@ class QLearningConfig(TrainConfig):
             "exploration_fraction": 0.0 <= self.exploration_fraction <= 1.0,
             "dropout": 0.0 <= self.dropout < 1.0,
             "actors": self.actors >= 0,
+            "stall_timeout_s": self.stall_timeout_s >= 0,
         }
         for name, ok in checks.items():
             if not ok:

@@ -2,17 +2,21 @@
 observation (a trainer flattens what it gets) and wrappers whose observation or reward
 turns NaN after some steps (a trainer stops with an error naming the step). Importing this
 module registers ``tests.odd_envs:ColumnObsPendulum-v0``,
-``tests.odd_envs:NaNObsPendulum-v0`` and ``tests.odd_envs:ShortCartPole-v0`` (CartPole cut
-by a 7-step time limit: truncations within a few dozen steps); ``tests.nan_env`` registers a
-NaN-reward CartPole."""
+``tests.odd_envs:NaNObsPendulum-v0``, ``tests.odd_envs:ShortCartPole-v0`` (CartPole cut
+by a 7-step time limit: truncations within a few dozen steps) and
+``tests.odd_envs:FreezingCartPole-v0`` (a CartPole whose `step` never returns after
+`FREEZE_AFTER` steps: a hung simulator); ``tests.nan_env`` registers a NaN-reward CartPole."""
 
 from __future__ import annotations
+
+import time
 
 import gymnasium as gym
 import numpy as np
 
 NAN_AFTER = 30  # steps (per env instance) before NaNObsPendulum's first NaN observation
 SHORT_TIME_LIMIT = 7  # ShortCartPole's episode cut
+FREEZE_AFTER = 100  # steps (per env instance) FreezingCartPole makes before hanging
 
 
 class ColumnObsPendulum(gym.ObservationWrapper):
@@ -47,6 +51,22 @@ class NaNAfter(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class FreezeAfter(gym.Wrapper):
+    """CartPole-v1 whose `step` blocks for good once this instance has made `FREEZE_AFTER`
+    steps (killed with its process; nothing in it is polled)."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.steps = 0
+
+    def step(self, action):
+        if self.steps >= FREEZE_AFTER:
+            while True:
+                time.sleep(3600)
+        self.steps += 1
+        return self.env.step(action)
+
+
 if "ColumnObsPendulum-v0" not in gym.registry:
     gym.register("ColumnObsPendulum-v0", entry_point=ColumnObsPendulum, max_episode_steps=200)
 if "NaNObsPendulum-v0" not in gym.registry:
@@ -55,3 +75,5 @@ if "NaNObsPendulum-v0" not in gym.registry:
 if "ShortCartPole-v0" not in gym.registry:
     gym.register("ShortCartPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
                  max_episode_steps=SHORT_TIME_LIMIT)
+if "FreezingCartPole-v0" not in gym.registry:
+    gym.register("FreezingCartPole-v0", entry_point=FreezeAfter)

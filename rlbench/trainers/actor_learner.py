@@ -37,7 +37,10 @@
   child's traceback (`multiproc.ProcessGroup`); Ctrl-C / SIGTERM / errors stop every child;
   the shared segments are unlinked on every exit path (`close()`, an exception or Ctrl-C in
   `advance`, garbage collection, interpreter exit), and as soon as every child has attached
-  (the memory lives on until the last process exits), so even SIGKILL leaks none.
+  (the memory lives on until the last process exits), so even SIGKILL leaks none. A run
+  that stops moving (a deadlocked or stuck child: no claim, write, update, publication or
+  child result for `config.stall_timeout_s`) raises `RunStalled` naming where each counter
+  stopped, instead of waiting forever.
 * Actors act on the CPU (one observation at a time); the learner uses `config.device`.
   Runs are seeded but, being asynchronous, not bit-for-bit reproducible.
 """
@@ -102,6 +105,11 @@ def weights_digest(arrays: Mapping[str, np.ndarray]) -> str:
 
 def _numpy_weights(agent: Any) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in agent.get_weights().items()}
+
+
+class RunStalled(RuntimeError):
+    """An actor/learner run made no progress for `stall_timeout_s` seconds while the parent
+    waited on it: a child is deadlocked or stuck. The message names the counters' values."""
 
 
 class Backoff:
@@ -181,6 +189,7 @@ class Learner:
 
     def run(self) -> dict[str, Any]:
         c, counters = self.config, self.counters
+        self.worker.send("ready")  # set up: the parent's stall watch may start
         self.publish(0)
         info: dict[str, float] = {}
         age_sum, age_n, wait_s, next_log = 0.0, 0, 0.0, c.log_interval
@@ -362,6 +371,7 @@ class Actor:
             self.write_lag_max = max(self.write_lag_max, int(lag.max()))
 
     def run(self) -> dict[str, Any]:
+        self.worker.send("ready")  # set up: the parent's stall watch may start
         while self.channel.seq < 0 and not self.worker.should_stop():
             self.backoff.wait()  # the learner publishes its initial weights first
         lag_sum = lag_max = steps = 0
@@ -437,8 +447,9 @@ class ActorLearnerTrainer:
     The learner and `config.actors` actors start here and live until `finish()`/`close()`.
     `advance(n)` raises the shared allowance by n and returns once those steps are written,
     their scheduled updates made and the weights published; a child failure raises
-    `ChildProcessFailed` (its traceback included), and that, Ctrl-C or any other exception
-    in `advance` closes the trainer. `policy()`, `values()` and `evaluate()` use the
+    `ChildProcessFailed` (its traceback included), a run that stops moving for
+    `config.stall_timeout_s` raises `RunStalled`, and those, Ctrl-C or any other exception
+    in `advance` close the trainer. `policy()`, `values()` and `evaluate()` use the
     latest published weights (what the actors act with), loaded into a local CPU agent.
     `close()` stops the children and frees the shared memory; it also runs at garbage
     collection and at interpreter exit if nobody called it.
@@ -470,6 +481,8 @@ class ActorLearnerTrainer:
         self._unlinked = self._finishing = False
         self._first_step_at: float | None = None  # start-up excluded from `sps_stepping`
         self._completed_at: float | None = None
+        self._progress_seen: dict[str, int] = {}  # the stall watch: last state and when it
+        self._moved_at = time.monotonic()  # changed (`_check_progress`)
         with ExitStack() as stack:
             self.recorder = RunRecorder(out_dir, self.algo, "torch", config)
             stack.callback(self.recorder.close)
@@ -500,6 +513,7 @@ class ActorLearnerTrainer:
             raise ValueError(f"advance: steps must be >= 0, got {steps}")
         self._check_open("advance")
         target = self.env_steps + steps
+        self._moved_at = time.monotonic()  # the children idled while nobody waited on them
         try:
             self.counters.allowance.value = target
             while self.counters.completed.value < target:
@@ -548,6 +562,7 @@ class ActorLearnerTrainer:
         self._check_open("finish")
         self._published_agent()  # policy() and values() keep working after the close
         self._finishing = True
+        self._moved_at = time.monotonic()
         try:
             self.counters.learner_finished.set()  # the allowance is completed: final weights
             while self.group.running:
@@ -594,9 +609,36 @@ class ActorLearnerTrainer:
         history = self.recorder.eval_history
         return history[-1]["return_mean"] if history else float("nan")
 
+    def _progress(self) -> dict[str, int]:
+        """Every counter that moves while a run makes progress, by name."""
+        return {"allowance": self.counters.allowance.value, "claimed": self.counters.claimed.value,
+                "written": self.buffer.total_writes,
+                "learner updates": self.counters.learner_updates.value,
+                "completed": self.counters.completed.value, "publications": self.channel.seq,
+                "children returned": len(self.group.results)}
+
+    def _check_progress(self) -> None:
+        """Raise `RunStalled` once no counter has moved for `stall_timeout_s`. Armed only
+        once every child is set up and running: start-up (importing torch, building the env
+        and networks) moves no counter and takes seconds on a busy box."""
+        now, state = time.monotonic(), self._progress()
+        if state != self._progress_seen or not self.group.all_ready:
+            self._progress_seen, self._moved_at = state, now
+            return
+        limit = self.config.stall_timeout_s
+        if limit and now - self._moved_at > limit:
+            counts = ", ".join(f"{k} {v}" for k, v in state.items())
+            due = updates_due(state["written"], self.config)
+            raise RunStalled(
+                f"the actor/learner run made no progress for {now - self._moved_at:.0f} s "
+                f"(stall_timeout_s={limit:g}): {counts} (updates due at the written steps: "
+                f"{due}); still running: {', '.join(self.group.running) or 'none'}. A child "
+                "is deadlocked or stuck; stall_timeout_s=0 waits forever")
+
     def _pump(self) -> None:
         """Wait up to POLL_S for the children's messages and record them (raises
-        `ChildProcessFailed` for a failed child); unlink the segments once all attached."""
+        `ChildProcessFailed` for a failed child, `RunStalled` for a run that stopped moving);
+        unlink the segments once all attached."""
         messages = self.group.poll(POLL_S)
         if not self._unlinked and self.group.all_started:
             # Everyone is attached: drop the names now, so that not even a SIGKILL of the
@@ -616,6 +658,7 @@ class ActorLearnerTrainer:
             self._first_step_at = time.perf_counter()
         self.bar.update(steps, eps=self.channel.epsilon, ret=self.episodes.recent_mean(),
                         eval=self._last_eval())
+        self._check_progress()
 
 
 def train(config: QLearningConfig, out_dir: str | Path | None = None, progress: bool = True,

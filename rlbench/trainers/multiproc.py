@@ -206,6 +206,7 @@ class ProcessGroup:
         self.procs: dict[str, Any] = {}
         self.results: dict[str, Any] = {}
         self.started: set[str] = set()
+        self.ready: set[str] = set()  # children that sent "ready": set up, now running
         self._sigterm: contextlib.AbstractContextManager[None] | None = None
 
     def __enter__(self) -> ProcessGroup:
@@ -239,6 +240,11 @@ class ProcessGroup:
         return self.started == set(self.procs)
 
     @property
+    def all_ready(self) -> bool:
+        """Every child has sent "ready" (its target's set-up is done: it runs its loop)."""
+        return self.ready == set(self.procs)
+
+    @property
     def running(self) -> list[str]:
         """Children that have not reported a result yet."""
         return [n for n in self.procs if n not in self.results]
@@ -247,7 +253,8 @@ class ProcessGroup:
         """Messages from children (waiting up to `timeout` for the first).
 
         Raises `ChildProcessFailed` if a child reported an error or exited without a result.
-        "done" messages are stored in `results` and "started" ones in `started`, not returned.
+        "done" messages are stored in `results`, "started" ones in `started` and "ready" ones
+        in `ready`, not returned.
         """
         out = self._handle(self._receive(timeout))
         for name in self.running:
@@ -282,6 +289,8 @@ class ProcessGroup:
                 self.results[name] = payload
             elif kind == "started":
                 self.started.add(name)
+            elif kind == "ready":
+                self.ready.add(name)
             else:
                 out.append((name, kind, payload))
         return out

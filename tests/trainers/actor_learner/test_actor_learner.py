@@ -25,6 +25,9 @@ TINY = dict(
     total_steps=2_000, learning_starts=300, train_frequency=2, eval_interval=800,
     eval_episodes=2, buffer_size=5_000, batch_size=32, hidden_sizes=(32, 32),
     exploration_fraction=0.25, log_interval=500, actors=2, publish_interval=5,
+    # Once its processes are set up, nothing in this run idles for seconds: a stuck child
+    # (a deadlock) is reported as RunStalled, naming the counters, after 10 s.
+    stall_timeout_s=10.0,
 )
 
 
@@ -34,7 +37,7 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("actor_learner")
     try:
         summary = actor_learner.train(config, out_dir=out, progress=False)
-    except ChildProcessFailed as exc:
+    except (ChildProcessFailed, actor_learner.RunStalled) as exc:
         # Kept, not raised: a crash here must fail the tests that use the run (in their
         # bodies), not error their set-up — the kill matrix counts only failures as kills.
         summary = exc
@@ -43,7 +46,7 @@ def run(tmp_path_factory):
 
 def _finished(run) -> tuple:
     config, summary, out = run
-    if isinstance(summary, ChildProcessFailed):
+    if isinstance(summary, Exception):
         pytest.fail(f"the actor/learner run died: {summary}")
     return config, summary, out
 

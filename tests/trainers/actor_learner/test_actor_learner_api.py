@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 
 import numpy as np
 import pytest
@@ -25,18 +26,22 @@ from rlbench.config import DQNConfig
 from rlbench.envs import make
 from rlbench.trainers.actor_learner import (
     ActorLearnerTrainer,
+    RunStalled,
     _numpy_weights,
+    actor_block,
     updates_due,
     weights_digest,
 )
 from rlbench.trainers.multiproc import ChildProcessFailed
 from rlbench.trainers.q_learning import make_agent, make_epsilon_schedule
+from tests.odd_envs import FREEZE_AFTER
 from tests.segments import in_dev_shm, mapped
 
 SMALL = dict(
     total_steps=2_000, learning_starts=300, train_frequency=2, eval_episodes=2,
     buffer_size=5_000, batch_size=32, hidden_sizes=(32, 32), exploration_fraction=0.25,
     log_interval=500, actors=2, publish_interval=5,
+    stall_timeout_s=10.0,  # a stuck child is reported, naming the counters, not waited on
 )
 
 
@@ -117,6 +122,33 @@ def test_a_crashed_actor_surfaces_from_advance_and_the_trainer_closes() -> None:
     assert all(p.exitcode is not None for p in trainer.group.procs.values())
     assert in_dev_shm(segments) == set() and mapped(segments) == set()
     trainer.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_stuck_actor_raises_run_stalled_naming_where_the_run_stopped() -> None:
+    """An actor whose env hangs in `step` (after `FREEZE_AFTER` steps, inside a claimed
+    block): `advance` does not wait forever but raises `RunStalled` once nothing moved for
+    stall_timeout_s; the message shows the claimed block that was never written, and the
+    trainer has stopped every child and freed the segments."""
+    config = DQNConfig(**SMALL | {"actors": 1, "env_id": "tests.odd_envs:FreezingCartPole-v0",
+                                  "stall_timeout_s": 2.0})
+    trainer = ActorLearnerTrainer(config)
+    segments = _segments(trainer)
+    with pytest.raises(RunStalled) as info:
+        trainer.advance(1_000)
+    message = str(info.value)
+    counts = {k: int(v) for k, v in re.findall(r"(allowance|claimed|written) (\d+)", message)}
+    # Blocks are written whole once stepped: the writes stop at the last full block before
+    # the freeze, and the block the actor froze in is claimed but never written.
+    block = actor_block(config, max(config.publish_interval, config.gradient_steps))
+    written = FREEZE_AFTER // block * block
+    assert counts == {"allowance": 1_000, "claimed": written + block,
+                      "written": written}, message
+    assert "stall_timeout_s=2" in message and "still running: learner, actor-0" in message
+    assert all(p.exitcode is not None for p in trainer.group.procs.values())
+    assert in_dev_shm(segments) == set() and mapped(segments) == set()
+    with pytest.raises(RuntimeError, match="closed"):
+        trainer.advance(1)
 
 
 @pytest.mark.timeout(300)

@@ -274,6 +274,8 @@ def test_resolve_device() -> None:
         ({"loss": "l1"}, "loss"), ({"batch_size": 0}, "batch_size"),
         ({"epsilon_min": 0.9, "epsilon_start": 0.5}, "epsilon_min"),
         ({"lr_schedule": "step"}, "lr_schedule"), ({"hidden_sizes": ()}, "hidden_sizes"),
+        ({"stall_timeout_s": -1.0}, "stall_timeout_s"),
+        ({"stall_timeout_s": float("nan")}, "stall_timeout_s"),
     ],
 )
 def test_qlearning_config_rejects_bad_values(changes: dict, match: str) -> None:
