@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-operators", action="store_true", help="list the operators and exit")
     p.add_argument("--changed-since", metavar="REF",
                    help="mutate only lines changed since this git ref (working tree included)")
+    p.add_argument("--keys", type=_csv, metavar="KEY,...",
+                   help="only the mutants with these keys (as a report lists them: re-run "
+                   "a previous run's survivors or timeouts)")
     p.add_argument("--max-mutants", type=int, metavar="N", help="run a random sample of N")
     p.add_argument("--sample", type=float, metavar="FRACTION", help="run this fraction (0-1)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample/--max-mutants")
@@ -104,7 +107,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         tests=args.tests or config.get("tests", DEFAULT_TESTS),
         ignore=args.ignore if args.ignore is not None else config.get("ignore", DEFAULT_IGNORE),
         operators=args.operators or list(OPERATORS),
-        changed_since=args.changed_since, max_mutants=args.max_mutants, sample=args.sample,
+        changed_since=args.changed_since, keys=args.keys, max_mutants=args.max_mutants,
+        sample=args.sample,
         seed=args.seed, workers=args.workers, fork=not args.no_fork,
         timeout_factor=args.timeout_factor, timeout_slack=args.timeout_slack,
         test_budget=_budget(args.test_budget if args.test_budget is not None else float(

@@ -37,6 +37,7 @@ class Settings:
     ignore: Sequence[str] = DEFAULT_IGNORE
     operators: Sequence[str] = tuple(OPERATORS)
     changed_since: str | None = None
+    keys: Sequence[str] | None = None  # only mutants with these keys (a report's survivors)
     max_mutants: int | None = None
     sample: float | None = None
     seed: int = 0
@@ -128,7 +129,8 @@ def test_files(root: Path, tests: Sequence[str], ignore: Sequence[str]) -> list[
 
 
 def generate(settings: Settings, files: Sequence[str]) -> list[Mutant]:
-    """All mutants of `files` (restricted to changed lines with --changed-since), sampled
+    """All mutants of `files` (restricted to changed lines with --changed-since, or to
+    --keys), sampled
     down by --sample/--max-mutants (deterministically, by --seed)."""
     unknown = sorted(set(settings.operators) - set(OPERATORS))
     if unknown:
@@ -142,6 +144,11 @@ def generate(settings: Settings, files: Sequence[str]) -> list[Mutant]:
             continue
         source = (settings.root / rel).read_text()
         mutants += generate_mutants(rel, source, ops, None if lines is None else lines[rel])
+    if settings.keys is not None:
+        unknown_keys = sorted(set(settings.keys) - {m.key for m in mutants})
+        if unknown_keys:
+            raise ValueError(f"--keys: no mutant of --paths has key(s) {', '.join(unknown_keys)}")
+        mutants = [m for m in mutants if m.key in set(settings.keys)]
     rng = random.Random(settings.seed)
     if settings.sample is not None and 0 < settings.sample < 1:
         keep = sorted(rng.sample(range(len(mutants)), round(len(mutants) * settings.sample)))
@@ -254,9 +261,15 @@ def _ranked(m: Mutant, tests: list[str], test_map: TestMap,
     """`tests` in run order: fastest first, but a test that already killed mutants of the
     same file goes ahead of faster ones that did not, and one that killed mutants of the
     same function further still (it checks that function's law): -x then stops after one
-    test far more often, and the budget keeps the test most likely to kill."""
-    return sorted(tests, key=lambda t: test_map.seconds.get(t, 1.0)
-                  / (1 + 4 * kills[m.file, t] + 16 * kills[m.file, m.function, t]))
+    test far more often, and the budget keeps the test most likely to kill. Tests of one
+    file stay together, in the order of that file's best test: pytest runs node ids in the
+    order given and rebuilds a module's shared fixture each time it comes back to it."""
+    ranked = sorted(tests, key=lambda t: test_map.seconds.get(t, 1.0)
+                    / (1 + 4 * kills[m.file, t] + 16 * kills[m.file, m.function, t]))
+    first = {}
+    for i, t in enumerate(ranked):
+        first.setdefault(t.partition("::")[0], i)
+    return sorted(ranked, key=lambda t: first[t.partition("::")[0]])
 
 
 def _within_budget(tests: list[str], test_map: TestMap, budget: float | None) -> list[str]:

@@ -84,6 +84,10 @@ class TestMap:
         built: set[str] = set()
         groups = self._groups()
         for t in tests:
+            # pytest tears a shared fixture down when it leaves the fixture's owner (module,
+            # class, package): a later test of that owner, run after another file's, builds
+            # it again.
+            built = {key for key in built if _within(t, key.rpartition("::")[0])}
             seconds = self.seconds.get(t, 1.0)
             for key in self.shared.get(t, ()):
                 if key not in built:
@@ -103,6 +107,11 @@ class TestMap:
     def from_dict(cls, d: dict) -> TestMap:
         return cls({f: {int(k): set(v) for k, v in m.items()} for f, m in d["lines"].items()},
                    d["seconds"], set(d["failing"]), d.get("shared", {}))
+
+
+def _within(nodeid: str, owner: str) -> bool:
+    """Whether test `nodeid` lies inside the node `owner` (a module, class or package id)."""
+    return nodeid.startswith(owner + "::") or nodeid.startswith(owner.rstrip("/") + "/")
 
 
 def split_test_files(test_files: list[str], n: int, root: Path) -> list[list[str]]:

@@ -351,6 +351,21 @@ def test_a_shared_fixtures_rebuild_is_charged_once_to_the_budget() -> None:
         {"other": 1.6, "read": 31.3, "build": 31.0})
 
 
+def test_a_shared_fixture_left_and_come_back_to_is_charged_again() -> None:
+    """pytest runs node ids in the order given and tears a module's fixture down when it
+    moves to another file: the test that comes back builds it again, so its own time limit
+    must include the rebuild (without it, the limit fired inside the rebuild, and a mutant
+    was counted a "timeout": a kill it had not earned)."""
+    from rlbench.mutate.selection import TestMap
+
+    tm = TestMap(seconds={"a.py::build": 10.0, "a.py::read": 0.1, "b.py::other": 0.2},
+                 shared={"a.py::build": ["a.py::fx"], "a.py::read": ["a.py::fx"]})
+    assert tm.deadlines(["a.py::build", "b.py::other", "a.py::read"], 3.0, 1.0) == pytest.approx(
+        {"a.py::build": 31.0, "b.py::other": 1.6, "a.py::read": 31.3})
+    assert tm.deadlines(["a.py::build", "a.py::read", "b.py::other"], 3.0, 1.0) == pytest.approx(
+        {"a.py::build": 31.0, "a.py::read": 1.3, "b.py::other": 1.6})
+
+
 def test_tests_that_killed_mutants_of_the_same_function_run_first() -> None:
     from collections import Counter
     from dataclasses import replace
@@ -368,6 +383,21 @@ def test_tests_that_killed_mutants_of_the_same_function_run_first() -> None:
     assert _ranked(m, ["fast", "file_killer", "law"], tm, kills)[0] == "law"
     other = replace(m, function="elsewhere")
     assert _ranked(other, ["fast", "file_killer", "law"], tm, kills)[0] == "fast"
+
+
+def test_ranked_tests_of_one_file_run_together() -> None:
+    """A file's tests are not split by another file's: pytest would rebuild the first
+    file's shared fixture when it came back to it."""
+    from collections import Counter
+
+    from rlbench.mutate.engine import _ranked
+    from rlbench.mutate.selection import TestMap
+
+    m = generate_mutants("x.py", TINY_CODE, [OPERATORS["done-ignored"]])[0]
+    tm = TestMap(seconds={"a.py::law": 1.0, "b.py::fast": 0.1, "a.py::slow": 5.0})
+    kills: Counter = Counter({(m.file, m.function, "a.py::law"): 1})
+    assert _ranked(m, ["a.py::slow", "b.py::fast", "a.py::law"], tm, kills) == [
+        "a.py::law", "a.py::slow", "b.py::fast"]
 
 
 HANG_CODE = """\
@@ -420,12 +450,24 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsy
     monkeypatch.chdir(root)
     for argv in (["--paths", "nope"], ["--paths", "tinyrl", "--tests", "nope"],
                  ["--paths", "tinyrl", "--changed-since", "no-such-ref"],
-                 ["--paths", "tinyrl", "--operators", "no-such-op"]):
+                 ["--paths", "tinyrl", "--operators", "no-such-op"],
+                 ["--paths", "tinyrl", "--keys", "no-such-key"]):
         assert main(["mutate", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("rlbench: error:") and len(err.splitlines()) == 1, err
     assert main(["mutate", "--list-operators"]) == 0
     assert "bootstrap-online" in capsys.readouterr().out
+
+
+def test_keys_select_exactly_those_mutants(tmp_path: Path) -> None:
+    """--keys re-runs a report's mutants by key: just those, whatever else the files hold."""
+    from rlbench.mutate.engine import generate
+
+    root = _tiny_project(tmp_path / "proj")
+    every = generate(Settings(root=root, paths=["tinyrl"]), ["tinyrl/td.py"])
+    picked = [every[0].key, every[-1].key]
+    chosen = generate(Settings(root=root, paths=["tinyrl"], keys=picked), ["tinyrl/td.py"])
+    assert len(every) > 2 and {m.key for m in chosen} == set(picked)
 
 
 def test_json_report_round_trips(tmp_path: Path) -> None:
