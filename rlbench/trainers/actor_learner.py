@@ -513,8 +513,7 @@ class ActorLearnerTrainer:
             raise ValueError(f"advance: steps must be >= 0, got {steps}")
         self._check_open("advance")
         target = self.env_steps + steps
-        self._moved_at = time.monotonic()  # the children idled while nobody waited on them
-        try:
+        try:  # (the raised allowance is a change the stall watch sees: it restarts its clock)
             self.counters.allowance.value = target
             while self.counters.completed.value < target:
                 self._pump()
@@ -562,6 +561,8 @@ class ActorLearnerTrainer:
         self._check_open("finish")
         self._published_agent()  # policy() and values() keep working after the close
         self._finishing = True
+        # The children idled since the last advance; finishing moves no counter until the
+        # first of them returns, so the stall watch restarts its clock here.
         self._moved_at = time.monotonic()
         try:
             self.counters.learner_finished.set()  # the allowance is completed: final weights

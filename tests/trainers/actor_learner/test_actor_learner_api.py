@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -149,6 +150,23 @@ def test_a_stuck_actor_raises_run_stalled_naming_where_the_run_stopped() -> None
     assert in_dev_shm(segments) == set() and mapped(segments) == set()
     with pytest.raises(RuntimeError, match="closed"):
         trainer.advance(1)
+
+
+@pytest.mark.timeout(300)
+def test_idling_between_calls_is_not_a_stall() -> None:
+    """Between `advance` calls nothing runs (an evaluation, a user's own work): a pause
+    longer than stall_timeout_s before the next `advance` or `finish` is not a stall."""
+    config = DQNConfig(**SMALL | {"actors": 1, "total_steps": 200, "stall_timeout_s": 0.5})
+    trainer = ActorLearnerTrainer(config)
+    try:
+        trainer.advance(100)
+        time.sleep(1.0)
+        trainer.advance(100)
+        time.sleep(1.0)
+        summary = trainer.finish()
+    finally:
+        trainer.close()
+    assert summary["steps"] == 200
 
 
 @pytest.mark.timeout(300)
