@@ -175,9 +175,9 @@ class QLearningConfig(TrainConfig):
     publish_interval: int = 10
     """Learner updates between weight publications (actor/learner only)."""
     stall_timeout_s: float = 300.0
-    """Actor/learner only: seconds without any progress (claims, writes, updates, publications,
-    children starting or returning) after which `advance`/`finish` raise `RunStalled` naming
-    the counters that stopped; 0 = wait forever."""
+    """Actor/learner only: seconds without any progress (claims, writes, updates, completed
+    allowances, children returning), once every child is set up, after which
+    `advance`/`finish` raise `RunStalled` naming the counters' values; 0 = wait forever."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

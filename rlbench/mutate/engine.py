@@ -263,8 +263,10 @@ def _ranked(m: Mutant, tests: list[str], test_map: TestMap,
     same function further still (it checks that function's law): -x then stops after one
     test far more often, and the budget keeps the test most likely to kill. Tests of one
     file stay together, in the order of that file's best test: pytest runs node ids in the
-    order given and rebuilds a module's shared fixture each time it comes back to it."""
-    ranked = sorted(tests, key=lambda t: test_map.seconds.get(t, 1.0)
+    order given and rebuilds a module's shared fixture each time it comes back to it.
+    "Fast" is a test's cost run alone, its shared fixture's build included: a test that
+    only reads a 14 s shared run is not a 3 ms test."""
+    ranked = sorted(tests, key=lambda t: test_map.cost([t])
                     / (1 + 4 * kills[m.file, t] + 16 * kills[m.file, m.function, t]))
     first = {}
     for i, t in enumerate(ranked):

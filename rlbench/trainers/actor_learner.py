@@ -38,7 +38,7 @@
   the shared segments are unlinked on every exit path (`close()`, an exception or Ctrl-C in
   `advance`, garbage collection, interpreter exit), and as soon as every child has attached
   (the memory lives on until the last process exits), so even SIGKILL leaks none. A run
-  that stops moving (a deadlocked or stuck child: no claim, write, update, publication or
+  that stops moving (a deadlocked or stuck child: no claim, write, update, completion or
   child result for `config.stall_timeout_s`) raises `RunStalled` naming where each counter
   stopped, instead of waiting forever.
 * Actors act on the CPU (one observation at a time); the learner uses `config.device`.
@@ -611,11 +611,13 @@ class ActorLearnerTrainer:
         return history[-1]["return_mean"] if history else float("nan")
 
     def _progress(self) -> dict[str, int]:
-        """Every counter that moves while a run makes progress, by name."""
+        """Every counter that moves while a run makes progress, by name. Not publications:
+        each one follows a write, an update or a completion, and a learner republishing the
+        same weights in a loop is stuck, not working."""
         return {"allowance": self.counters.allowance.value, "claimed": self.counters.claimed.value,
                 "written": self.buffer.total_writes,
                 "learner updates": self.counters.learner_updates.value,
-                "completed": self.counters.completed.value, "publications": self.channel.seq,
+                "completed": self.counters.completed.value,
                 "children returned": len(self.group.results)}
 
     def _check_progress(self) -> None:

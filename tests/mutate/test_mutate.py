@@ -400,6 +400,22 @@ def test_ranked_tests_of_one_file_run_together() -> None:
         "a.py::law", "a.py::slow", "b.py::fast"]
 
 
+def test_a_test_reading_a_shared_fixture_ranks_by_the_fixtures_cost() -> None:
+    """Coverage credits a shared fixture's build to the test that built it; one that only
+    reads it looks instant, but run first it pays the build: it ranks by that cost, behind
+    a genuinely fast test (before, the 3 ms readers of the actor/learner's 14 s run went
+    first and spent the whole --test-budget)."""
+    from collections import Counter
+
+    from rlbench.mutate.engine import _ranked
+    from rlbench.mutate.selection import TestMap
+
+    m = generate_mutants("x.py", TINY_CODE, [OPERATORS["done-ignored"]])[0]
+    tm = TestMap(seconds={"a.py::build": 14.0, "a.py::read": 0.003, "b.py::unit": 0.5},
+                 shared={"a.py::build": ["a.py::fx"], "a.py::read": ["a.py::fx"]})
+    assert _ranked(m, ["a.py::read", "a.py::build", "b.py::unit"], tm, Counter())[0] == "b.py::unit"
+
+
 HANG_CODE = """\
 def count_to(target):
     n = 0
