@@ -130,8 +130,7 @@ def test_files(root: Path, tests: Sequence[str], ignore: Sequence[str]) -> list[
 
 def generate(settings: Settings, files: Sequence[str]) -> list[Mutant]:
     """All mutants of `files` (restricted to changed lines with --changed-since, or to
-    --keys), sampled
-    down by --sample/--max-mutants (deterministically, by --seed)."""
+    --keys), sampled down by --sample/--max-mutants (deterministically, by --seed)."""
     unknown = sorted(set(settings.operators) - set(OPERATORS))
     if unknown:
         raise ValueError(f"unknown operator(s) {', '.join(unknown)}; known: {', '.join(OPERATORS)}")
