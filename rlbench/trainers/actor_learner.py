@@ -561,10 +561,7 @@ class ActorLearnerTrainer:
         self._check_open("finish")
         self._published_agent()  # policy() and values() keep working after the close
         self._finishing = True
-        # The children idled since the last advance; finishing moves no counter until the
-        # first of them returns, so the stall watch restarts its clock here.
-        self._moved_at = time.monotonic()
-        try:
+        try:  # (the finish request is a change the stall watch sees: it restarts its clock)
             self.counters.learner_finished.set()  # the allowance is completed: final weights
             while self.group.running:
                 self._pump()
@@ -611,10 +608,13 @@ class ActorLearnerTrainer:
         return history[-1]["return_mean"] if history else float("nan")
 
     def _progress(self) -> dict[str, int]:
-        """Every counter that moves while a run makes progress, by name. Not publications:
-        each one follows a write, an update or a completion, and a learner republishing the
-        same weights in a loop is stuck, not working."""
-        return {"allowance": self.counters.allowance.value, "claimed": self.counters.claimed.value,
+        """Every counter that moves while a run makes progress, by name, and the parent's two
+        requests (a raised allowance, finishing), which restart the clock after an idle
+        spell between calls. Not publications: each one follows a write, an update or a
+        completion, and a learner republishing the same weights in a loop is stuck."""
+        return {"allowance": self.counters.allowance.value,
+                "finish requested": int(self.counters.learner_finished.is_set()),
+                "claimed": self.counters.claimed.value,
                 "written": self.buffer.total_writes,
                 "learner updates": self.counters.learner_updates.value,
                 "completed": self.counters.completed.value,
