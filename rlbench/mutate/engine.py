@@ -260,17 +260,41 @@ def _ranked(m: Mutant, tests: list[str], test_map: TestMap,
     """`tests` in run order: fastest first, but a test that already killed mutants of the
     same file goes ahead of faster ones that did not, and one that killed mutants of the
     same function further still (it checks that function's law): -x then stops after one
-    test far more often, and the budget keeps the test most likely to kill. Tests of one
-    file stay together, in the order of that file's best test: pytest runs node ids in the
-    order given and rebuilds a module's shared fixture each time it comes back to it.
+    test far more often, and the budget keeps the test most likely to kill. Tests that
+    share a class/module/package-scoped fixture stay together, in the order of the group's
+    best test: pytest runs node ids in the order given and rebuilds such a fixture each
+    time it comes back to its owner. Other tests of the same file do not follow along
+    (they would spend the budget on a file, not on the likeliest killers).
     "Fast" is a test's cost run alone, its shared fixture's build included: a test that
     only reads a 14 s shared run is not a 3 ms test."""
     ranked = sorted(tests, key=lambda t: test_map.cost([t])
                     / (1 + 4 * kills[m.file, t] + 16 * kills[m.file, m.function, t]))
-    first = {}
+    group = _fixture_groups(ranked, test_map)
+    first: dict[str, int] = {}
     for i, t in enumerate(ranked):
-        first.setdefault(t.partition("::")[0], i)
-    return sorted(ranked, key=lambda t: first[t.partition("::")[0]])
+        first.setdefault(group[t], i)
+    return sorted(ranked, key=lambda t: first[group[t]])
+
+
+def _fixture_groups(tests: list[str], test_map: TestMap) -> dict[str, str]:
+    """test -> a representative of its group: tests linked through any shared fixture they
+    use (transitively) form one group; a test without one is a group of its own."""
+    parent = {t: t for t in tests}
+
+    def root(t: str) -> str:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    owner: dict[str, str] = {}
+    for t in tests:
+        for key in test_map.shared.get(t, ()):
+            if key in owner:
+                parent[root(t)] = root(owner[key])
+            else:
+                owner[key] = t
+    return {t: root(t) for t in tests}
 
 
 def _within_budget(tests: list[str], test_map: TestMap, budget: float | None) -> list[str]:

@@ -385,19 +385,29 @@ def test_tests_that_killed_mutants_of_the_same_function_run_first() -> None:
     assert _ranked(other, ["fast", "file_killer", "law"], tm, kills)[0] == "fast"
 
 
-def test_ranked_tests_of_one_file_run_together() -> None:
-    """A file's tests are not split by another file's: pytest would rebuild the first
-    file's shared fixture when it came back to it."""
+def test_ranked_tests_sharing_a_fixture_run_together_and_others_by_rank() -> None:
+    """Tests of one shared fixture are not split by another file's: pytest would rebuild
+    the fixture when it came back to them. Tests of the same file that share nothing with
+    them keep their own rank (before, a whole file followed its best test and a SAC test
+    file spent the --test-budget before the law that kills the mutant ran)."""
     from collections import Counter
 
     from rlbench.mutate.engine import _ranked
     from rlbench.mutate.selection import TestMap
 
     m = generate_mutants("x.py", TINY_CODE, [OPERATORS["done-ignored"]])[0]
-    tm = TestMap(seconds={"a.py::law": 1.0, "b.py::fast": 0.1, "a.py::slow": 5.0})
+    tm = TestMap(seconds={"a.py::law": 1.0, "b.py::fast": 0.5, "a.py::slow": 5.0,
+                          "a.py::unrelated": 3.0, "c.py::other": 0.6},
+                 shared={"a.py::law": ["a.py::fx"], "a.py::slow": ["a.py::fx"]})
     kills: Counter = Counter({(m.file, m.function, "a.py::law"): 1})
-    assert _ranked(m, ["a.py::slow", "b.py::fast", "a.py::law"], tm, kills) == [
-        "a.py::law", "a.py::slow", "b.py::fast"]
+    tests = ["a.py::slow", "a.py::unrelated", "c.py::other", "b.py::fast", "a.py::law"]
+    assert _ranked(m, tests, tm, kills) == [
+        "a.py::law", "a.py::slow", "b.py::fast", "c.py::other", "a.py::unrelated"]
+    # Groups link transitively: x shares fx with y, y shares gx with z (alone, x costs
+    # 0.1 + y's build of fx, z 8.0 + y's build of gx).
+    tm = TestMap(seconds={"x": 0.1, "y": 9.0, "z": 8.0, "u": 0.5},
+                 shared={"x": ["fx"], "y": ["fx", "gx"], "z": ["gx"]})
+    assert _ranked(m, ["u", "z", "y", "x"], tm, Counter()) == ["u", "y", "x", "z"]
 
 
 def test_a_test_reading_a_shared_fixture_ranks_by_the_fixtures_cost() -> None:
