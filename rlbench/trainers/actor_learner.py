@@ -167,6 +167,9 @@ class Learner:
             self.agent = make_agent(config, env, resolve_device(config.device), agent_cls)
         finally:
             env.close()
+        # Made now, in set-up, not at the first update: torch.optim's first optimizer imports
+        # torch._dynamo (~1.5 s), which would stall the run while actors wait on the learner.
+        _ = self.agent.optimizer
         self.epsilon = make_epsilon_schedule(config)
         # Env steps between two publications at the scheduled ratio; also the period of the
         # epsilon-only republication while the learner waits.

@@ -172,8 +172,7 @@ class QAgent:
         hard_update(self.target, self.online)
         self.target.eval()  # the target is never trained: deterministic targets
         self.target.requires_grad_(False)
-        self.optimizer = self._make_optimizer()
-        self._set_lr()
+        self._optimizer: torch.optim.Optimizer | None = None  # made on first use
 
         faults = active_faults(config.faults)
         # Every fault is picked here, once; the clean methods carry no flag checks.
@@ -306,6 +305,17 @@ class QAgent:
         pass
 
     # -- weights -------------------------------------------------------------------------------
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the online network's current parameters, made on first use (after
+        `load_weights`, a fresh one): an agent that only acts, like an actor process's,
+        never makes one. torch.optim's first optimizer imports torch._dynamo, ~1.5 s of a
+        process's start-up."""
+        if self._optimizer is None:
+            self._optimizer = self._make_optimizer()
+            self._set_lr()
+        return self._optimizer
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # fused Adam: one kernel for all parameters instead of one per tensor, which matters
         # for a small MLP whose update is dominated by per-tensor overhead.
@@ -319,20 +329,21 @@ class QAgent:
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         """THE weight copy: online and target ← `state_dict`, then a fresh optimizer.
 
-        The copy is in place, and the optimizer is re-created over `self.online.parameters()`
-        afterwards, so it owns exactly the model's parameters and carries no Adam moments
-        estimated for the weights that were overwritten. The LR schedule position
-        (`self.updates`) is kept.
+        The copy is in place, and the optimizer is dropped, to be re-created over
+        `self.online.parameters()` when next used, so it owns exactly the model's parameters
+        and carries no Adam moments estimated for the weights that were overwritten. The LR
+        schedule position (`self.updates`) is kept.
         """
         self.online.load_state_dict(state_dict)
         hard_update(self.target, self.online)
-        self.optimizer = self._make_optimizer()
-        self._set_lr()
+        self._optimizer = None
         self._refresh_actor()
 
     def _load_into_new_modules(self, state_dict: dict[str, torch.Tensor]) -> None:
         # FAULT stale-optimizer: a fresh module receives the weights, but the optimizer is
-        # not re-created, so it keeps stepping the replaced module's parameters.
+        # not re-created, so it keeps stepping the replaced module's parameters (the one it
+        # already had, made here if it was not yet).
+        _ = self.optimizer
         fresh = self.build_network().to(self.device)
         fresh.load_state_dict(state_dict)
         self.online = fresh
