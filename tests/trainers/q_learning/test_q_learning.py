@@ -300,6 +300,34 @@ TINY = dict(env_id="CartPole-v1", total_steps=600, learning_starts=200, train_fr
             batch_size=32, eval_interval=300, eval_episodes=2, log_interval=100)
 
 
+def test_fit_progress_lines_fall_on_log_points_and_the_last_shows_the_final_step(
+        tmp_path, capsys) -> None:
+    """The status line (stderr, at most one per 2 s) is written only at log_interval steps,
+    the first at the first log point, and always at the end, even within 2 s of the last."""
+    import re
+
+    config = DQNConfig(**(TINY | dict(total_steps=650)))  # the end is not a log point
+    fit(config, DQNAgent, "dqn", tmp_path, progress=True)
+    steps = [int(s) for s in re.findall(r"(\d+)/650 steps", capsys.readouterr().err)]
+    assert steps and steps[0] == config.log_interval, steps
+    assert steps[-1] == config.total_steps, f"no final progress line: {steps}"
+    assert all(s % config.log_interval == 0 for s in steps[:-1]), steps
+
+
+def test_a_cpu_agent_sets_the_process_torch_threads() -> None:
+    """config.torch_threads is the CPU agent's thread count (one thread by default: on a
+    busy small box a thread pool makes a small-MLP update slower)."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _agent(torch_threads=1)
+        assert torch.get_num_threads() == 1
+        _agent(torch_threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("cls, config_cls", AGENTS)
 def test_fit_same_seed_gives_identical_returns(cls, config_cls, tmp_path) -> None:
     """Determinism: same seed on the same machine → identical summary returns and losses."""
