@@ -103,6 +103,33 @@ def _sleep_forever(worker, ignore_stop: bool) -> None:
         time.sleep(0.01)
 
 
+def _send_three(worker) -> str:
+    for i in range(3):
+        worker.send("note", i)
+    return "sent"
+
+
+def test_process_group_poll_waits_its_timeout_for_a_first_message() -> None:
+    """With nothing to read, poll blocks for its timeout (the parent's loop sleeps there)
+    instead of returning at once, which would turn every caller's wait into a busy loop."""
+    with ProcessGroup(torch_threads=None) as group:
+        start = time.monotonic()
+        assert group.poll(0.3) == []
+        assert time.monotonic() - start >= 0.25, "poll returned before its timeout"
+
+
+@pytest.mark.timeout(60)
+def test_process_group_poll_returns_every_queued_message_at_once() -> None:
+    """One poll drains the pipe: every message a child has sent comes back (its own kinds
+    in order, "started"/"done" consumed into `started`/`results`), not one per call."""
+    with ProcessGroup(torch_threads=None) as group:
+        group.spawn("talker", _send_three)
+        group.procs["talker"].join(timeout=30)  # exited: all it sent is in the pipe
+        assert group.poll(1.0) == [("talker", "note", 0), ("talker", "note", 1),
+                                   ("talker", "note", 2)]
+        assert group.started == {"talker"} and group.results == {"talker": "sent"}
+
+
 @pytest.mark.timeout(60)
 def test_process_group_child_exception_reaches_parent_with_traceback() -> None:
     with pytest.raises(ChildProcessFailed) as info, ProcessGroup(torch_threads=None) as group:
