@@ -147,7 +147,8 @@ def generate(settings: Settings, files: Sequence[str]) -> list[Mutant]:
         unknown_keys = sorted(set(settings.keys) - {m.key for m in mutants})
         if unknown_keys:
             raise ValueError(f"--keys: no mutant of --paths has key(s) {', '.join(unknown_keys)}")
-        mutants = [m for m in mutants if m.key in set(settings.keys)]
+        wanted = set(settings.keys)
+        mutants = [m for m in mutants if m.key in wanted]
     rng = random.Random(settings.seed)
     if settings.sample is not None and 0 < settings.sample < 1:
         keep = sorted(rng.sample(range(len(mutants)), round(len(mutants) * settings.sample)))
