@@ -47,6 +47,11 @@ class TestMap:
             self._memo = (len(self.shared), groups)
         return self._memo[1]
 
+    def _builder(self, key: str) -> str:
+        """The test that builds shared fixture `key` in the coverage pass: coverage credits
+        the build to it, so it is the slowest of the fixture's tests."""
+        return max(self._groups()[key], key=lambda t: self.seconds.get(t, 0.0))
+
     def tests_for(self, mutant: Mutant) -> list[str]:
         """Tests executing any line of the mutant's statement, fastest first, and every
         test sharing a class/module/package-scoped fixture with one of them (coverage
@@ -68,9 +73,9 @@ class TestMap:
         fixture group whose builder (its slowest test) is not among them, that builder's
         time, since whichever test of the group runs first builds the fixture again."""
         total = sum(self.seconds.get(t, 1.0) for t in tests)
-        chosen, groups = set(tests), self._groups()
+        chosen = set(tests)
         for key in {k for t in tests for k in self.shared.get(t, ())}:
-            builder = max(groups[key], key=lambda t: self.seconds.get(t, 0.0))
+            builder = self._builder(key)
             if builder not in chosen:
                 total += self.seconds.get(builder, 1.0)
                 chosen.add(builder)  # one rebuild per group
@@ -82,7 +87,6 @@ class TestMap:
         first of `tests` to need (it builds it), plus `slack`."""
         out: dict[str, float] = {}
         built: set[str] = set()
-        groups = self._groups()
         for t in tests:
             # pytest tears a shared fixture down when it leaves the fixture's owner (module,
             # class, package): a later test of that owner, run after another file's, builds
@@ -92,7 +96,7 @@ class TestMap:
             for key in self.shared.get(t, ()):
                 if key not in built:
                     built.add(key)
-                    builder = max(groups[key], key=lambda u: self.seconds.get(u, 0.0))
+                    builder = self._builder(key)
                     seconds += self.seconds.get(builder, 1.0) if builder != t else 0.0
             out[t] = factor * seconds + slack
         return out
