@@ -24,7 +24,9 @@ remove: sbx DQN has no gradient clipping and uses equal hidden widths (120, 120 
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks._common import (
@@ -34,6 +36,7 @@ from benchmarks._common import (
     require_trainer,
     result_or_skip_reason,
     skip_if_missing,
+    timed,
 )
 
 ALGOS = ("dqn", "sac")
@@ -104,23 +107,98 @@ def run_seconds(algo: str, side: str, total_steps: int) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), cpu_seconds()
         trainers.train(algo, c, progress=False)
         return time.perf_counter() - wall, cpu_seconds() - cpu
-    lib = require(PEER_MODULES[side])
-    envs = require("rlbench.envs")
-    env = envs.make(c.env_id, seed=c.seed)
-    extra = {"device": "cpu"} if side == "sb3" else {}
     wall, cpu = time.perf_counter(), cpu_seconds()
-    model = getattr(lib, algo.upper())(
-        "MlpPolicy", env, seed=c.seed, verbose=0, **extra, **peer_kwargs(algo, side, c)
-    )
+    model = _peer_model(algo, side, c)
     model.learn(total_timesteps=c.total_steps)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    env.close()
+    model.get_env().close()
     return wall, cpu
 
 
+def _peer_model(algo: str, side: str, c: Any) -> Any:
+    """The peer's DQN/SAC on a fresh rlbench env, at the settings equal to config `c`."""
+    lib = require(PEER_MODULES[side])
+    env = require("rlbench.envs").make(c.env_id, seed=c.seed)
+    extra = {"device": "cpu"} if side == "sb3" else {}
+    return getattr(lib, algo.upper())(
+        "MlpPolicy", env, seed=c.seed, verbose=0, **extra, **peer_kwargs(algo, side, c)
+    )
+
+
+def env_step_seconds(algo: str, steps: int = 3_000) -> float:
+    """Median wall seconds of one raw env step (random actions, resets included as they come),
+    over blocks of 100 steps: the env's part of every side's floor."""
+    envs = require("rlbench.envs")
+    env = envs.make(ENV[algo], seed=0)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(256)]
+    blocks = []
+    for block in range(-1, steps // 100):  # block -1 warms up (physics, caches)
+        start = time.perf_counter()
+        for i in range(100):
+            _, _, terminated, truncated, _ = env.step(actions[(100 * block + i) % len(actions)])
+            if terminated or truncated:
+                env.reset()
+        if block >= 0:
+            blocks.append((time.perf_counter() - start) / 100)
+    env.close()
+    return statistics.median(blocks)
+
+
+def update_unit(algo: str, side: str, c: Any) -> tuple[Callable[[], Any], int]:
+    """(one update unit of `side`, the env steps it serves), built past learning_starts.
+
+    The unit is what the side's loop runs between env steps, with its replay sampling:
+    DQN's `gradient_steps` updates every `train_frequency` steps, SAC's K-update chunk every
+    K steps. rlbench's DQN unit includes its target-network check; SB3/sbx update their DQN
+    targets in the per-step callback instead (outside the unit: a copy every 1,000 steps).
+    """
+    if algo == "dqn":
+        g, per = c.gradient_steps, c.train_frequency
+    else:
+        g = per = c.chunk_updates
+    if side == "rlbench":
+        trainer = require_trainer(algo).SPEC.make(c)
+        trainer.advance(c.learning_starts + per)
+        if algo == "sac":
+            def sac_unit() -> Any:
+                trainer.train_chunk()
+                return trainer.state  # `timed` waits for it
+
+            return sac_unit, per
+        agent, buffer, rng = trainer.agent, trainer.buffer, trainer.rng
+
+        def dqn_unit() -> None:
+            for _ in range(g):
+                agent.update(buffer.sample(c.batch_size, rng))  # returns floats: synced
+
+        return dqn_unit, per
+    model = _peer_model(algo, side, c)
+    model.learn(total_timesteps=c.learning_starts + per)
+    # SB3 is synchronous on CPU; sbx's train() ends in .item() on its losses (a sync).
+    return lambda: model.train(gradient_steps=g, batch_size=c.batch_size), per
+
+
+def floor_sps(algo: str, side: str, calls: int = 30) -> float:
+    """The physical floor of `side` at the benchmark settings, in env steps per second: one
+    raw env step plus its share of one update unit, each timed alone (median of `calls` units
+    after 3 warm-up calls). No loop that steps this env and updates this often can be faster;
+    steady ÷ floor says how much of a side's time its own loop adds."""
+    c = rlbench_config(algo, BUDGETS[algo][1])
+    limit_threads()
+    unit, per = update_unit(algo, side, c)
+    times = []
+    for i in range(calls + 3):
+        _, seconds = timed(unit)
+        if i >= 3:
+            times.append(seconds)
+    return 1.0 / (env_step_seconds(algo) + statistics.median(times) / per)
+
+
 def measure(algo: str, side: str) -> dict[str, float]:
-    """Steady steps per wall second and per CPU second (two-budget differences), and
-    end-to-end steps per wall second of the long run."""
+    """Steady steps per wall second and per CPU second (two-budget differences),
+    end-to-end steps per wall second of the long run, and the side's floor (`floor_sps`)."""
     short, long = BUDGETS[algo]
     run_seconds(algo, side, LEARNING_STARTS + 100)  # warm-up: imports, first-call costs
     wall_short, cpu_short = run_seconds(algo, side, short)
@@ -129,6 +207,7 @@ def measure(algo: str, side: str) -> dict[str, float]:
         "steady": (long - short) / (wall_long - wall_short),
         "steady_cpu": (long - short) / (cpu_long - cpu_short),
         "end_to_end": long / wall_long,
+        "floor": floor_sps(algo, side),
     }
 
 
@@ -189,3 +268,15 @@ class Peers:
         return results[f"{algo}/{peer}"]["steady"]
 
     track_peer_sps.unit = "env steps/s"  # type: ignore[attr-defined]
+
+    def track_rlbench_floor_sps(self, results: Results, algo: str, peer: str) -> float:
+        """rlbench's physical floor (`floor_sps`): one env step + its share of one update unit."""
+        return results[f"{algo}/rlbench"]["floor"]
+
+    track_rlbench_floor_sps.unit = "env steps/s"  # type: ignore[attr-defined]
+
+    def track_peer_floor_sps(self, results: Results, algo: str, peer: str) -> float:
+        """The peer's floor, from its own update (`model.train`) and the same env step."""
+        return results[f"{algo}/{peer}"]["floor"]
+
+    track_peer_floor_sps.unit = "env steps/s"  # type: ignore[attr-defined]
