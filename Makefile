@@ -51,9 +51,9 @@ bench: $(STAMP)
 	$(VENV)/bin/asv machine --yes > /dev/null
 	$(VENV)/bin/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr $(ASV_ARGS)
 
-# `make peers-cleanrl`: CleanRL's own cleanrl/dqn.py + cleanrl_utils/, unmodified, for
-# scripts/dqn_vs_cleanrl.py, in a venv of its own under .peers/ (CleanRL's code reads the
-# gymnasium 0.29 info keys, final_info / final_observation, which our gymnasium 1.x
+# `make peers-cleanrl`: CleanRL's own cleanrl/dqn.py, cleanrl/sac_continuous_action.py and
+# cleanrl_utils/, unmodified, for scripts/vs_cleanrl.py, in a venv of its own under .peers/
+# (CleanRL's code reads the gymnasium 0.29 info keys, final_info / final_observation, which our gymnasium 1.x
 # renamed). Torch is ours (CPU 2.13.0, as above), not CleanRL's pin 2.4.1; the other pins
 # come from constraints.txt. The source is `git archive` of CLEANRL_REF, recorded in
 # .peers/cleanrl-src/COMMIT: from CLEANRL_SRC (a checkout or a bare repo) when given, else
@@ -64,7 +64,7 @@ CLEANRL_PY := $(CLEANRL_VENV)/bin/python
 CLEANRL_DIR := $(PEERS)/cleanrl-src
 CLEANRL_URL ?= https://github.com/vwxyzjn/cleanrl
 CLEANRL_SRC ?=
-# The commit the README's DQN-vs-CleanRL number was measured against (`make peers-cleanrl
+# The commit the README's CleanRL numbers were measured against (`make peers-cleanrl
 # CLEANRL_REF=HEAD` for CleanRL's newest).
 CLEANRL_REF ?= fe8d8a03c41a7ef5b523e2e354bd01c363e786bb
 CLEANRL_GYMNASIUM ?= 0.29.1
@@ -87,7 +87,7 @@ $(CLEANRL_DIR)/COMMIT:
 	if [ -z "$$src" ]; then \
 	    git clone -q --filter=blob:none $(CLEANRL_URL) $(PEERS)/cleanrl-clone; src=$(PEERS)/cleanrl-clone; \
 	fi; \
-	git -C "$$src" archive $(CLEANRL_REF) cleanrl/dqn.py cleanrl_utils | tar -x -C $(CLEANRL_DIR).tmp; \
+	git -C "$$src" archive $(CLEANRL_REF) cleanrl/dqn.py cleanrl/sac_continuous_action.py cleanrl_utils | tar -x -C $(CLEANRL_DIR).tmp; \
 	git -C "$$src" rev-parse $(CLEANRL_REF) > $(CLEANRL_DIR).tmp/COMMIT
 	rm -rf $(PEERS)/cleanrl-clone
 	mv $(CLEANRL_DIR).tmp $(CLEANRL_DIR)

@@ -24,7 +24,6 @@ remove: sbx DQN has no gradient clipping and uses equal hidden widths (120, 120 
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -126,8 +125,8 @@ def _peer_model(algo: str, side: str, c: Any) -> Any:
 
 
 def env_step_seconds(algo: str, steps: int = 3_000) -> float:
-    """Median wall seconds of one raw env step (random actions, resets included as they come),
-    over blocks of 100 steps: the env's part of every side's floor."""
+    """Wall seconds of one raw env step (random actions, resets included as they come): the
+    fastest block of 100 steps, after a warm-up block. The env's part of every side's floor."""
     envs = require("rlbench.envs")
     env = envs.make(ENV[algo], seed=0)
     env.reset(seed=0)
@@ -143,7 +142,7 @@ def env_step_seconds(algo: str, steps: int = 3_000) -> float:
         if block >= 0:
             blocks.append((time.perf_counter() - start) / 100)
     env.close()
-    return statistics.median(blocks)
+    return min(blocks)
 
 
 def update_unit(algo: str, side: str, c: Any) -> tuple[Callable[[], Any], int]:
@@ -182,18 +181,16 @@ def update_unit(algo: str, side: str, c: Any) -> tuple[Callable[[], Any], int]:
 
 def floor_sps(algo: str, side: str, calls: int = 30) -> float:
     """The physical floor of `side` at the benchmark settings, in env steps per second: one
-    raw env step plus its share of one update unit, each timed alone (median of `calls` units
-    after 3 warm-up calls). No loop that steps this env and updates this often can be faster;
-    steady ÷ floor says how much of a side's time its own loop adds."""
+    raw env step plus its share of one update unit, each timed alone. Both parts are the
+    fastest of their repeats (`calls` units after 3 warm-up calls): on a shared machine noise
+    only ever adds time, so the minimum is the estimate of what the hardware allows. No loop
+    that steps this env and updates this often runs faster; steady ÷ floor is the share of a
+    side's time that is env and update, the rest is its own loop."""
     c = rlbench_config(algo, BUDGETS[algo][1])
     limit_threads()
     unit, per = update_unit(algo, side, c)
-    times = []
-    for i in range(calls + 3):
-        _, seconds = timed(unit)
-        if i >= 3:
-            times.append(seconds)
-    return 1.0 / (env_step_seconds(algo) + statistics.median(times) / per)
+    times = [timed(unit)[1] for _ in range(calls + 3)][3:]
+    return 1.0 / (env_step_seconds(algo) + min(times) / per)
 
 
 def measure(algo: str, side: str) -> dict[str, float]:
