@@ -20,12 +20,22 @@ units), exploration schedule, learning_starts and budget, hidden widths; one CPU
 torch and XLA on both sides (benchmarks._common.THREADS). Differences the peers do not let us
 remove: sbx DQN has no gradient clipping and uses equal hidden widths (120, 120 for rlbench's
 120, 84); SB3/sbx wrap the env in a VecEnv + Monitor (their real cost).
+
+Beside each side's rate, its physical floor (``track_*_floor_sps``): one raw env step plus its
+share of the side's own update, each timed alone, so steady ÷ floor shows what each loop adds.
+
+``PeersCleanRL`` (same ``-b peers`` run) measures CleanRL's own scripts, which are not a
+library: they run unmodified in their venv (``make peers-cleanrl``; skipped without it) as
+child processes at CleanRL's settings, with rlbench at the same settings.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
@@ -277,3 +287,99 @@ class Peers:
         return results[f"{algo}/{peer}"]["floor"]
 
     track_peer_floor_sps.unit = "env steps/s"  # type: ignore[attr-defined]
+
+
+# CleanRL ----------------------------------------------------------------------------------
+# CleanRL is a set of scripts, not a library: its own dqn.py / sac_continuous_action.py run
+# unmodified in their own venv (`make peers-cleanrl`) through scripts/vs_cleanrl.py, at
+# CleanRL's settings (DQN CartPole-v1, SAC Pendulum-v1; that script's docstring lists them
+# and what differs). rlbench runs the same settings through its CLI, so these rows are not
+# comparable with the SB3/sbx rows above (other settings, other env for SAC).
+CLEANRL_BUDGETS = {"dqn": (20_000, 60_000), "sac": (6_000, 10_000)}  # learning from 10k / 5k
+
+
+def vs_cleanrl() -> Any:
+    """scripts/vs_cleanrl.py as a module, set up; asv's skip when `make peers-cleanrl` has not
+    run (or the script does not exist at this commit)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "vs_cleanrl.py"
+    if not path.is_file():
+        raise NotImplementedError(f"{path} does not exist at this commit")
+    module = sys.modules.get("vs_cleanrl")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("vs_cleanrl", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["vs_cleanrl"] = module  # dataclasses look their module up while defined
+        spec.loader.exec_module(module)
+    if not (module.DEFAULT_PEER_PYTHON.is_file() and module.DEFAULT_CLEANRL_SRC.is_dir()):
+        raise NotImplementedError("CleanRL is not set up: run `make peers-cleanrl`")
+    return module
+
+
+def measure_cleanrl(algo: str, side: str) -> dict[str, float]:
+    """`measure`'s steady rates for one side of rlbench vs CleanRL, from two whole child-process
+    runs per side (spawn to exit: interpreter start-up and imports cancel in the difference)."""
+    script = vs_cleanrl()
+    peer = script.PEERS[algo]
+    short, long = CLEANRL_BUDGETS[algo]
+    runs = []
+    for steps in (short, long):
+        if side == "cleanrl":
+            runs.append(script.run_cleanrl(peer, steps, script.DEFAULT_PEER_PYTHON,
+                                           script.DEFAULT_CLEANRL_SRC))
+        else:
+            runs.append(script.run_rlbench(algo, peer.rlbench, steps, eval_episodes=1))
+    a, b = runs
+    return {
+        "steady": (long - short) / (b["wall_s"] - a["wall_s"]),
+        "steady_cpu": (long - short) / (b["cpu_s"] - a["cpu_s"]),
+        "end_to_end": long / b["wall_s"],
+    }
+
+
+class PeersCleanRL:
+    """rlbench vs CleanRL's own scripts at CleanRL's settings, steady env steps/s ratios
+    (rlbench ÷ CleanRL, higher is better), from one `setup_cache` run."""
+
+    params = [list(ALGOS)]
+    param_names = ["algo"]
+    timeout = 1800
+
+    def setup_cache(self) -> Results:
+        return {f"{algo}/{side}": result_or_skip_reason(measure_cleanrl, algo, side)
+                for algo in ALGOS for side in ("rlbench", "cleanrl")}
+
+    setup_cache.timeout = 3600  # type: ignore[attr-defined]
+
+    def setup(self, results: Results, algo: str) -> None:
+        skip_if_missing(results[f"{algo}/rlbench"], results[f"{algo}/cleanrl"])
+
+    def _ratio(self, results: Results, algo: str, key: str) -> float:
+        return results[f"{algo}/rlbench"][key] / results[f"{algo}/cleanrl"][key]
+
+    def track_speedup(self, results: Results, algo: str) -> float:
+        """Steady rlbench steps/s ÷ steady CleanRL steps/s, wall."""
+        return self._ratio(results, algo, "steady")
+
+    track_speedup.unit = "x (rlbench/cleanrl)"  # type: ignore[attr-defined]
+
+    def track_speedup_cpu(self, results: Results, algo: str) -> float:
+        """The same in steps per CPU second (CleanRL's torch uses every core)."""
+        return self._ratio(results, algo, "steady_cpu")
+
+    track_speedup_cpu.unit = "x (rlbench/cleanrl)"  # type: ignore[attr-defined]
+
+    def track_time_vs_peer(self, results: Results, algo: str) -> float:
+        """rlbench's steady time per env step ÷ CleanRL's (lower is better: the gate)."""
+        return 1.0 / self._ratio(results, algo, "steady")
+
+    track_time_vs_peer.unit = "x (rlbench time / cleanrl time)"  # type: ignore[attr-defined]
+
+    def track_cleanrl_sps(self, results: Results, algo: str) -> float:
+        return results[f"{algo}/cleanrl"]["steady"]
+
+    track_cleanrl_sps.unit = "env steps/s"  # type: ignore[attr-defined]
+
+    def track_rlbench_sps(self, results: Results, algo: str) -> float:
+        return results[f"{algo}/rlbench"]["steady"]
+
+    track_rlbench_sps.unit = "env steps/s"  # type: ignore[attr-defined]
