@@ -155,13 +155,13 @@ def env_step_seconds(algo: str, steps: int = 3_000) -> float:
     return min(blocks)
 
 
-def update_unit(algo: str, side: str, c: Any) -> tuple[Callable[[], Any], int]:
-    """(one update unit of `side`, the env steps it serves), built past learning_starts.
+def update_unit(algo: str, side: str, c: Any) -> tuple[Callable[[], Any], int, Callable[[], None]]:
+    """(one update unit of `side`, the env steps it serves, close), built past learning_starts.
 
     The unit is what the side's loop runs between env steps, with its replay sampling:
     DQN's `gradient_steps` updates every `train_frequency` steps, SAC's K-update chunk every
     K steps. rlbench's DQN unit includes its target-network check; SB3/sbx update their DQN
-    targets in the per-step callback instead (outside the unit: a copy every 1,000 steps).
+    targets in their per-step callback instead, outside the unit (a copy every 400 steps).
     """
     if algo == "dqn":
         g, per = c.gradient_steps, c.train_frequency
@@ -175,18 +175,18 @@ def update_unit(algo: str, side: str, c: Any) -> tuple[Callable[[], Any], int]:
                 trainer.train_chunk()
                 return trainer.state  # `timed` waits for it
 
-            return sac_unit, per
+            return sac_unit, per, trainer.close
         agent, buffer, rng = trainer.agent, trainer.buffer, trainer.rng
 
         def dqn_unit() -> None:
             for _ in range(g):
                 agent.update(buffer.sample(c.batch_size, rng))  # returns floats: synced
 
-        return dqn_unit, per
+        return dqn_unit, per, trainer.close
     model = _peer_model(algo, side, c)
     model.learn(total_timesteps=c.learning_starts + per)
     # SB3 is synchronous on CPU; sbx's train() ends in .item() on its losses (a sync).
-    return lambda: model.train(gradient_steps=g, batch_size=c.batch_size), per
+    return lambda: model.train(gradient_steps=g, batch_size=c.batch_size), per, model.get_env().close
 
 
 def floor_sps(algo: str, side: str, calls: int = 30) -> float:
@@ -198,8 +198,11 @@ def floor_sps(algo: str, side: str, calls: int = 30) -> float:
     side's time that is env and update, the rest is its own loop."""
     c = rlbench_config(algo, BUDGETS[algo][1])
     limit_threads()
-    unit, per = update_unit(algo, side, c)
-    times = [timed(unit)[1] for _ in range(calls + 3)][3:]
+    unit, per, close = update_unit(algo, side, c)
+    try:
+        times = [timed(unit)[1] for _ in range(calls + 3)][3:]
+    finally:
+        close()
     return 1.0 / (env_step_seconds(algo) + min(times) / per)
 
 
