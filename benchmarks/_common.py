@@ -21,7 +21,9 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 THREADS = int(os.environ.get("RLBENCH_BENCH_THREADS", "1"))
 """Intra-op threads for torch and XLA (0 = library defaults). One thread by default: numbers on a
-shared or small machine stay stable, and rlbench and its peers get the same budget."""
+shared or small machine stay steadier, and rlbench and its peers get the same budget. For XLA
+this is --xla_cpu_multi_thread_eigen=false, which jaxlib 0.10.2 honours only in part: its
+matrix products still use a second thread (CPU ≈ 1.8× wall measured in the SAC update)."""
 
 if THREADS == 1 and "jax" not in sys.modules:
     # Must be set before JAX starts its CPU backend; torch gets set_num_threads in setup.

@@ -16,8 +16,9 @@ costs: the long run's steps / wall time.
 Equal settings: the same env, batch size, buffer size, learning rate, discount, replay ratio
 and its grouping (DQN: train frequency × gradient steps; SAC: rlbench's K-update chunks are
 the peers' train_freq = gradient_steps = K), target-update period (converted to the peer's env-step
-units), exploration schedule, learning_starts and budget, hidden widths; one CPU thread for
-torch and XLA on both sides (benchmarks._common.THREADS). Differences the peers do not let us
+units), exploration schedule, learning_starts and budget, hidden widths; the same thread limits
+on both sides (benchmarks._common.THREADS: one for torch; XLA's matrix products still take a
+second thread in jaxlib 0.10.2). Differences the peers do not let us
 remove: sbx DQN has no gradient clipping and uses equal hidden widths (120, 120 for rlbench's
 120, 84); SB3/sbx wrap the env in a VecEnv + Monitor (their real cost).
 
