@@ -190,26 +190,40 @@ def update_unit(algo: str, side: str, c: Any) -> tuple[Callable[[], Any], int, C
     return lambda: model.train(gradient_steps=g, batch_size=c.batch_size), per, model.get_env().close
 
 
-def floor_sps(algo: str, side: str, calls: int = 30) -> float:
-    """The physical floor of `side` at the benchmark settings, in env steps per second: one
-    raw env step plus its share of one update unit, each timed alone. Both parts are the
-    fastest of their repeats (`calls` units after 3 warm-up calls): on a shared machine noise
-    only ever adds time, so the minimum is the estimate of what the hardware allows. No loop
-    that steps this env and updates this often runs faster; steady ÷ floor is the share of a
-    side's time that is env and update, the rest is its own loop."""
+def floor_sps(algo: str, sides: list[str], calls: int = 30) -> dict[str, float]:
+    """The physical floor of each of `sides` at the benchmark settings, in env steps per
+    second: one raw env step plus the side's share of its own update unit, each timed alone.
+
+    Both parts are the fastest of their repeats (`calls` units after 3 warm-up calls): on a
+    shared machine noise only ever adds time, so the minimum is the estimate of what the
+    hardware allows. The sides' units are timed round-robin, one call each in turn, so a
+    change in the machine's speed (other tenants) hits every side alike and the floors stay
+    comparable; timed minutes apart they moved by up to 2x against each other. No loop that
+    steps this env and updates this often runs faster; steady ÷ floor is the share of a
+    side's time that is env and update, the rest is its own loop.
+    """
     c = rlbench_config(algo, BUDGETS[algo][1])
     limit_threads()
-    unit, per, close = update_unit(algo, side, c)
+    units: dict[str, tuple[Callable[[], Any], int, Callable[[], None]]] = {}
     try:
-        times = [timed(unit)[1] for _ in range(calls + 3)][3:]
+        for side in sides:
+            units[side] = update_unit(algo, side, c)
+        best = dict.fromkeys(sides, float("inf"))
+        for call in range(calls + 3):
+            for side, (unit, _, _) in units.items():
+                seconds = timed(unit)[1]
+                if call >= 3:
+                    best[side] = min(best[side], seconds)
     finally:
-        close()
-    return 1.0 / (env_step_seconds(algo) + min(times) / per)
+        for _, _, close in units.values():
+            close()
+    env = env_step_seconds(algo)
+    return {side: 1.0 / (env + best[side] / units[side][1]) for side in sides}
 
 
 def measure(algo: str, side: str) -> dict[str, float]:
-    """Steady steps per wall second and per CPU second (two-budget differences),
-    end-to-end steps per wall second of the long run, and the side's floor (`floor_sps`)."""
+    """Steady steps per wall second and per CPU second (two-budget differences), and
+    end-to-end steps per wall second of the long run."""
     short, long = BUDGETS[algo]
     run_seconds(algo, side, LEARNING_STARTS + 100)  # warm-up: imports, first-call costs
     wall_short, cpu_short = run_seconds(algo, side, short)
@@ -218,8 +232,20 @@ def measure(algo: str, side: str) -> dict[str, float]:
         "steady": (long - short) / (wall_long - wall_short),
         "steady_cpu": (long - short) / (cpu_long - cpu_short),
         "end_to_end": long / wall_long,
-        "floor": floor_sps(algo, side),
     }
+
+
+def measure_all() -> Results:
+    """'<algo>/<side>' → its `measure` numbers plus its "floor" (`floor_sps`, the sides of
+    one algorithm timed together), or why the side was skipped."""
+    results: Results = {f"{algo}/{side}": result_or_skip_reason(measure, algo, side)
+                        for algo in ALGOS for side in ("rlbench", *PEERS)}
+    for algo in ALGOS:
+        sides = [side for side in ("rlbench", *PEERS)
+                 if not isinstance(results[f"{algo}/{side}"], str)]
+        for side, floor in floor_sps(algo, sides).items():
+            results[f"{algo}/{side}"]["floor"] = floor
+    return results
 
 
 class Peers:
@@ -231,9 +257,7 @@ class Peers:
     timeout = 1800
 
     def setup_cache(self) -> Results:
-        """'<algo>/<side>' → its `measure` numbers, or why the side was skipped."""
-        return {f"{algo}/{side}": result_or_skip_reason(measure, algo, side)
-                for algo in ALGOS for side in ("rlbench", *PEERS)}
+        return measure_all()
 
     setup_cache.timeout = 3600  # type: ignore[attr-defined]
 
