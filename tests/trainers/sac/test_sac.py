@@ -21,7 +21,7 @@ from rlbench.buffers import JaxReplayBuffer
 from rlbench.config import SACConfig
 from rlbench.envs import make
 from rlbench.trainers import config_class
-from rlbench.trainers.sac_jax import SAC, act, updates_due
+from rlbench.trainers.sac_jax import SAC, act, update_chunk, updates_due
 from rlbench.types import Batch
 
 LEARNING_STARTS = 40
@@ -187,6 +187,20 @@ def test_sac_same_seed_same_run() -> None:
     assert first["updates"] == second["updates"] == 20
     other = SAC(config.replace(seed=1)).run()
     assert other["eval_history"][-1]["returns"] != first["eval_history"][-1]["returns"]
+
+
+def test_sac_runs_of_one_configuration_share_one_compiled_update() -> None:
+    """The learner is the jitted update's static argument: equal configurations (any seed)
+    must give equal learners, so a second run reuses the first's compiled chunk (a fresh
+    optax closure per run made every SAC compile its own, ~7 s each); a changed
+    hyperparameter must still give its own."""
+    first, second = SAC(TINY), SAC(TINY.replace(seed=3))
+    assert first.learner == second.learner and hash(first.learner) == hash(second.learner)
+    assert SAC(TINY.replace(q_lr=2 * TINY.q_lr)).learner != first.learner
+    compiled = update_chunk._cache_size()
+    first.train_chunk()
+    second.train_chunk()
+    assert update_chunk._cache_size() - compiled <= 1, "the second run compiled its own update"
 
 
 def test_sac_rejects_discrete_actions_and_bad_config() -> None:
