@@ -221,18 +221,25 @@ def floor_sps(algo: str, sides: list[str], calls: int = 30) -> dict[str, float]:
     return {side: 1.0 / (env + best[side] / units[side][1]) for side in sides}
 
 
-def measure(algo: str, side: str) -> dict[str, float]:
-    """Steady steps per wall second and per CPU second (two-budget differences), and
-    end-to-end steps per wall second of the long run."""
-    short, long = BUDGETS[algo]
-    run_seconds(algo, side, LEARNING_STARTS + 100)  # warm-up: imports, first-call costs
-    wall_short, cpu_short = run_seconds(algo, side, short)
-    wall_long, cpu_long = run_seconds(algo, side, long)
+def two_budget_rates(short: int, long: int, short_run: tuple[float, float],
+                     long_run: tuple[float, float]) -> dict[str, float]:
+    """From (wall, CPU) seconds of a `short`- and a `long`-step run: steady steps per wall and
+    per CPU second (the difference cancels every fixed cost), and the long run's end-to-end
+    steps per wall second."""
+    (wall_short, cpu_short), (wall_long, cpu_long) = short_run, long_run
     return {
         "steady": (long - short) / (wall_long - wall_short),
         "steady_cpu": (long - short) / (cpu_long - cpu_short),
         "end_to_end": long / wall_long,
     }
+
+
+def measure(algo: str, side: str) -> dict[str, float]:
+    """`two_budget_rates` of `side` at the benchmark budgets, after a warm-up run."""
+    short, long = BUDGETS[algo]
+    run_seconds(algo, side, LEARNING_STARTS + 100)  # warm-up: imports, first-call costs
+    return two_budget_rates(short, long, run_seconds(algo, side, short),
+                            run_seconds(algo, side, long))
 
 
 def measure_all() -> Results:
@@ -344,24 +351,21 @@ def vs_cleanrl() -> Any:
 
 
 def measure_cleanrl(algo: str, side: str) -> dict[str, float]:
-    """`measure`'s steady rates for one side of rlbench vs CleanRL, from two whole child-process
+    """`two_budget_rates` for one side of rlbench vs CleanRL, from two whole child-process
     runs per side (spawn to exit: interpreter start-up and imports cancel in the difference)."""
     script = vs_cleanrl()
     peer = script.PEERS[algo]
     short, long = CLEANRL_BUDGETS[algo]
-    runs = []
-    for steps in (short, long):
+
+    def seconds(steps: int) -> tuple[float, float]:
         if side == "cleanrl":
-            runs.append(script.run_cleanrl(peer, steps, script.DEFAULT_PEER_PYTHON,
-                                           script.DEFAULT_CLEANRL_SRC))
+            run = script.run_cleanrl(peer, steps, script.DEFAULT_PEER_PYTHON,
+                                     script.DEFAULT_CLEANRL_SRC)
         else:
-            runs.append(script.run_rlbench(algo, peer.rlbench, steps, eval_episodes=1))
-    a, b = runs
-    return {
-        "steady": (long - short) / (b["wall_s"] - a["wall_s"]),
-        "steady_cpu": (long - short) / (b["cpu_s"] - a["cpu_s"]),
-        "end_to_end": long / b["wall_s"],
-    }
+            run = script.run_rlbench(algo, peer.rlbench, steps, eval_episodes=1)
+        return run["wall_s"], run["cpu_s"]
+
+    return two_budget_rates(short, long, seconds(short), seconds(long))
 
 
 class PeersCleanRL:
