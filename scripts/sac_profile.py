@@ -11,10 +11,10 @@ K = 16 scanned updates per call), after 1,100 env steps (learning from step 1,00
    (on gradients of ones), and the whole update. Times are ms per call, `--repeats` blocks of
    20 calls, median and fastest block. The parts overlap in the whole update (XLA fuses
    across them), so they need not add up to it.
-2. **Update unit vs sbx**: rlbench's `SAC.train_chunk` (K updates in one `lax.scan`) against
-   sbx's `SAC.train(gradient_steps=K, batch_size=256)` on an sbx model at the same settings
-   (`benchmarks.peers.peer_kwargs`), interleaved block by block so load hits both alike;
-   ms per update, wall and process CPU.
+2. **Update unit vs sbx** (`benchmarks.peers.update_unit`, as in the asv floors): rlbench's
+   `SAC.train_chunk` (K updates in one `lax.scan`) against sbx's
+   `SAC.train(gradient_steps=K, batch_size=256)` on an sbx model at the same settings,
+   interleaved block by block so load hits both alike; ms per update, wall and process CPU.
 
 `--width 32` runs both with 32-unit layers: what is left there is per-update overhead, not
 matrix products. Threads follow `benchmarks._common` (one for torch; XLA's flag). The README's
@@ -138,25 +138,22 @@ def main() -> None:
         _common.ready(fn())
     report("parts of one update (ms per call):", blocks(fns, args.repeats, calls=20))
 
-    k = config.chunk_updates
-    model = peers._peer_model("sac", "sbx", config)
-    model.learn(total_timesteps=WARMUP_STEPS)
-
-    def ours() -> Any:
-        sac.train_chunk()
-        return sac.state
-
-    def theirs() -> None:
-        model.train(gradient_steps=k, batch_size=config.batch_size)  # ends in .item(): synced
-
-    units = {"rlbench train_chunk": ours, "sbx train": theirs}
-    for fn in units.values():  # compile and warm up
-        fn()
-        fn()
-    report(f"update unit of K = {k}, interleaved (ms per update):",
-           blocks(units, max(args.repeats // 2, 2), calls=10, per_call=k))
     sac.close()
-    model.get_env().close()
+    # The update units of the asv peer floors (`benchmarks.peers.update_unit`), each side
+    # built past learning_starts on its own env.
+    built = {name: peers.update_unit("sac", side, config)
+             for name, side in (("rlbench train_chunk", "rlbench"), ("sbx train", "sbx"))}
+    try:
+        units = {name: unit for name, (unit, _, _) in built.items()}
+        for fn in units.values():  # compile and warm up
+            fn()
+            fn()
+        k = config.chunk_updates
+        report(f"update unit of K = {k}, interleaved (ms per update):",
+               blocks(units, max(args.repeats // 2, 2), calls=10, per_call=k))
+    finally:
+        for _, _, close in built.values():
+            close()
 
 
 if __name__ == "__main__":
